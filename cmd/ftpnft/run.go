@@ -1,0 +1,311 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/ftpnft/ftpnft/helper"
+	"github.com/ftpnft/ftpnft/nft"
+)
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the kernel or the system said no
+	exitUsage   = 2 // bad command line or input; nothing was changed
+)
+
+const usage = `ftpnft makes FTP work through an nftables firewall.
+
+It creates the table "inet ftpnft" with a ct helper object of type "ftp",
+assigns it to NEW connections to the FTP control ports, and installs an
+input policy that admits RELATED connections only when the ftp helper
+expected them.
+
+Usage:
+  ftpnft install   [flags]   create or update the table (one atomic batch; idempotent)
+  ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
+  ftpnft status    [flags]   show the table as the kernel holds it
+  ftpnft render    [flags]   print what install would create, in nft syntax
+  ftpnft help                show this help
+
+Flags (every command):
+  --netns NAME|PATH   work in a network namespace: a name under /var/run/netns
+                      or a path such as /proc/PID/ns/net
+  --table NAME        the table's name in family inet (default "ftpnft")
+
+Flags (install, status, render):
+  --ports LIST        FTP control ports, comma separated (default "21")
+  --policy drop|accept
+                      input chain policy (default "drop")
+  --allow PROTO/PORT  also admit this service, e.g. tcp/22; repeatable
+
+Flags (install):
+  --dry-run           print the ruleset instead of installing it
+
+Flags (status):
+  --json              print one JSON object
+
+Exit status: 0 ok, 1 failure (permission, kernel), 2 usage or invalid input.
+A failed install or uninstall changes nothing.
+`
+
+// run is the whole command line program; main only exits with its result.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	case "install", "uninstall", "status", "render":
+	default:
+		fmt.Fprintf(stderr, "ftpnft: unknown command %q (try: ftpnft help)\n", cmd)
+		return exitUsage
+	}
+
+	o, err := parseFlags(cmd, rest, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
+		return exitUsage
+	}
+
+	switch cmd {
+	case "render":
+		fmt.Fprint(stdout, o.ruleset.Render())
+		return exitOK
+	case "install":
+		return install(o, stdout, stderr)
+	case "uninstall":
+		return uninstall(o, stdout, stderr)
+	default:
+		return status(o, stdout, stderr)
+	}
+}
+
+// cliOptions is a parsed command line.
+type cliOptions struct {
+	cmd     string
+	netns   string // path, "" for the current namespace
+	cfg     nft.Config
+	ruleset *nft.Ruleset
+	dryRun  bool
+	json    bool
+}
+
+func (o *cliOptions) nftOptions() []nft.Option {
+	if o.netns == "" {
+		return nil
+	}
+	return []nft.Option{nft.WithNetNS(o.netns)}
+}
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error) {
+	fs := flag.NewFlagSet("ftpnft "+cmd, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	o := &cliOptions{cmd: cmd, cfg: nft.DefaultConfig()}
+	netns := fs.String("netns", "", "")
+	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
+	var ports, policy string
+	var allow listFlag
+	if cmd != "uninstall" {
+		fs.StringVar(&ports, "ports", "21", "")
+		fs.StringVar(&policy, "policy", string(nft.PolicyDrop), "")
+		fs.Var(&allow, "allow", "")
+	}
+	if cmd == "install" {
+		fs.BoolVar(&o.dryRun, "dry-run", false, "")
+	}
+	if cmd == "status" {
+		fs.BoolVar(&o.json, "json", false, "")
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	if cmd != "uninstall" {
+		var err error
+		if o.cfg.Ports, err = helper.ParsePorts(ports); err != nil {
+			return nil, err
+		}
+		if o.cfg.Policy, err = nft.ParsePolicy(policy); err != nil {
+			return nil, err
+		}
+		for _, a := range allow {
+			s, err := nft.ParseService(a)
+			if err != nil {
+				return nil, err
+			}
+			o.cfg.Allow = append(o.cfg.Allow, s)
+		}
+	}
+	rs, err := nft.Build(o.cfg)
+	if err != nil {
+		return nil, err
+	}
+	o.ruleset = rs
+
+	if *netns != "" && !o.dryRun {
+		if o.netns, err = netnsPath(*netns); err != nil {
+			return nil, err
+		}
+	}
+	return o, nil
+}
+
+// netnsNames are what `ip netns add` accepts as a name.
+var netnsName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+
+// netnsPath resolves a namespace name (under /var/run/netns) or path and
+// checks that it exists.
+func netnsPath(s string) (string, error) {
+	p := s
+	if !strings.Contains(s, "/") {
+		if !netnsName.MatchString(s) || s == "." || s == ".." {
+			return "", fmt.Errorf("netns %q: not a valid namespace name", s)
+		}
+		p = filepath.Join("/var/run/netns", s)
+	}
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("netns %q: no such network namespace (%s missing; see `ip netns list`)", s, p)
+	}
+	return p, nil
+}
+
+// fail prints a runtime error with what to do about it and returns exit 1.
+func fail(stderr io.Writer, cmd string, err error) int {
+	if h := nft.Hint(err); h != "" {
+		fmt.Fprintf(stderr, "ftpnft %s: %v (%s)\n", cmd, err, h)
+	} else {
+		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
+	}
+	return exitFailure
+}
+
+func install(o *cliOptions, stdout, stderr io.Writer) int {
+	if o.dryRun {
+		fmt.Fprint(stdout, o.ruleset.Render())
+		return exitOK
+	}
+	capa, err := helper.Probe("/sys")
+	if err == nil && !capa.Available {
+		return fail(stderr, o.cmd, fmt.Errorf("kernel has no FTP conntrack helper: %w", errors.ErrUnsupported))
+	}
+	res, err := nft.Apply(o.ruleset, o.nftOptions()...)
+	if err != nil {
+		return fail(stderr, o.cmd, err)
+	}
+	what := "installed"
+	switch {
+	case !res.Changed:
+		what = "unchanged (already installed; nothing sent)"
+	case res.Replaced:
+		what = "replaced"
+	}
+	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, input policy %s\n",
+		o.cfg.Table, what, nft.HelperObject, joinPorts(o.cfg.Ports), o.cfg.Policy)
+	return exitOK
+}
+
+func uninstall(o *cliOptions, stdout, stderr io.Writer) int {
+	removed, err := nft.Remove(o.cfg.Table, o.nftOptions()...)
+	if err != nil {
+		return fail(stderr, o.cmd, err)
+	}
+	if removed {
+		fmt.Fprintf(stdout, "table inet %s removed\n", o.cfg.Table)
+	} else {
+		fmt.Fprintf(stdout, "table inet %s not present; nothing to remove\n", o.cfg.Table)
+	}
+	return exitOK
+}
+
+// statusReport is the JSON form of status.
+type statusReport struct {
+	*nft.Status
+	Kernel helper.Capability `json:"kernel"`
+}
+
+func status(o *cliOptions, stdout, stderr io.Writer) int {
+	st, err := nft.ReadStatus(o.ruleset, o.nftOptions()...)
+	if err != nil {
+		return fail(stderr, o.cmd, err)
+	}
+	capa, err := helper.Probe("/sys")
+	if err != nil {
+		return fail(stderr, o.cmd, err)
+	}
+	if o.json {
+		b, err := json.Marshal(statusReport{Status: st, Kernel: capa})
+		if err != nil {
+			return fail(stderr, o.cmd, err)
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+		return exitOK
+	}
+	writeStatus(stdout, st, capa)
+	return exitOK
+}
+
+func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
+	switch {
+	case !st.Installed:
+		fmt.Fprintf(w, "table inet %s: not installed\n", st.Table)
+	case !st.Owned:
+		fmt.Fprintf(w, "table inet %s: exists but was not created by ftpnft\n", st.Table)
+	case st.Matches:
+		fmt.Fprintf(w, "table inet %s: installed, matches the configuration\n", st.Table)
+	default:
+		fmt.Fprintf(w, "table inet %s: installed, differs from the configuration (run install to update)\n", st.Table)
+	}
+	if st.Installed {
+		for _, h := range st.Helpers {
+			fmt.Fprintf(w, "helper:   %s (type %q, protocol %s)\n", h.Name, h.Type, h.Protocol)
+		}
+		fmt.Fprintf(w, "ports:    %s\n", joinPorts(st.Ports))
+		fmt.Fprintf(w, "policy:   %s\n", st.Policy)
+		fmt.Fprintf(w, "counters:\n")
+		for _, c := range st.Counters {
+			fmt.Fprintf(w, "  %-10s %-28s %10d packets %12d bytes\n", c.Chain, c.Rule, c.Packets, c.Bytes)
+		}
+	}
+	if capa.Available {
+		fmt.Fprintf(w, "kernel:   ftp helper available (nf_conntrack_ftp ports=%s loose=%t)\n", capa.Ports, capa.Loose)
+	} else {
+		fmt.Fprintf(w, "kernel:   ftp helper NOT available (nf_conntrack_ftp missing)\n")
+	}
+}
+
+func joinPorts(ports []uint16) string {
+	s := make([]string, len(ports))
+	for i, p := range ports {
+		s[i] = fmt.Sprint(p)
+	}
+	if len(s) == 0 {
+		return "none"
+	}
+	return strings.Join(s, ",")
+}

@@ -1,0 +1,40 @@
+// Package nft builds, renders, applies, reads back and removes ftpnft's
+// nftables table over netlink (github.com/google/nftables); no nft binary is
+// involved.
+//
+// A [Config] says what the user wants (control ports, policy, extra
+// services). [Build] turns it into a [Ruleset], the desired table, which can
+// be printed with [Ruleset.Render] in nft syntax or sent to the kernel with
+// [Apply]. [ReadStatus] reads the table back and [Remove] deletes it.
+//
+//	rs, err := nft.Build(nft.DefaultConfig())
+//	if err != nil { ... }                   // invalid configuration, nothing sent
+//	res, err := nft.Apply(rs, nft.WithNetNS("/var/run/netns/ftp"))
+//
+// # Atomicity and ownership
+//
+// Apply sends one netlink batch: when ftpnft's table already exists it is
+// deleted and recreated in the same transaction, so the kernel either holds
+// the old table or the new one, never a mix, and a failed batch changes
+// nothing. When the kernel already holds exactly the desired table (compared
+// expression by expression, counters aside) Apply sends nothing at all.
+//
+// Every rule ftpnft writes carries a comment starting with "ftpnft: ". A
+// table is ftpnft's own when it has rules and all of them carry that
+// comment; any other table of the same name is left untouched and Apply and
+// Remove fail with [ErrNotOwned]. Tables, chains and objects outside
+// ftpnft's table are never read for changes nor written.
+//
+// # Namespaces
+//
+// [WithNetNS] and [WithNetNSFd] create the netlink socket inside another
+// network namespace. The calling thread never changes namespace.
+//
+// # Errors
+//
+// Kernel and connection failures are returned as *[Error], which names the
+// operation and unwraps to the cause: errors.Is(err, os.ErrPermission) when
+// not privileged, os.ErrNotExist for a missing namespace, and
+// errors.ErrUnsupported when the kernel lacks nf_tables. [Hint] turns such an
+// error into advice for a person.
+package nft

@@ -1,0 +1,95 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+)
+
+// ErrNotOwned reports a table that has ftpnft's name but was not created by
+// ftpnft. ftpnft never changes or removes such a table.
+var ErrNotOwned = errors.New("table exists but was not created by ftpnft (its rules lack ftpnft's comments); choose another name with --table or remove it yourself")
+
+// Error is an error from the kernel or the netlink connection, with the
+// operation that failed. Unwrap yields the cause, so callers can test
+//
+//	errors.Is(err, os.ErrPermission)    // not root / no CAP_NET_ADMIN
+//	errors.Is(err, os.ErrNotExist)      // network namespace not found
+//	errors.Is(err, errors.ErrUnsupported) // kernel lacks nf_tables or the ftp helper
+//	errors.Is(err, ErrNotOwned)         // a foreign table has ftpnft's name
+type Error struct {
+	Op    string // what was being done, e.g. "install"
+	Table string // the table concerned, if any
+	Err   error
+}
+
+func (e *Error) Error() string {
+	if e.Table != "" {
+		return fmt.Sprintf("%s table inet %s: %v", e.Op, e.Table, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.Op, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Err }
+
+// kernelError is an errno the netlink library reported as text only.
+type kernelError struct {
+	err   error
+	errno syscall.Errno
+}
+
+func (e *kernelError) Error() string { return e.err.Error() }
+func (e *kernelError) Unwrap() []error {
+	return []error{e.err, e.errno}
+}
+
+// unsupported marks errnos that mean "the kernel cannot do this".
+type unsupported struct{ error }
+
+func (u unsupported) Unwrap() []error { return []error{u.error, errors.ErrUnsupported} }
+
+// classify makes the errno behind err visible to errors.Is. The netlink
+// library wraps some kernel errors with %v, which loses the errno; its text
+// is still there.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, syscall.EPROTONOSUPPORT) {
+		return unsupported{err}
+	}
+	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT} {
+		if errors.Is(err, errno) {
+			return err
+		}
+	}
+	msg := err.Error()
+	if strings.Contains(msg, syscall.EPROTONOSUPPORT.Error()) {
+		return unsupported{&kernelError{err: err, errno: syscall.EPROTONOSUPPORT}}
+	}
+	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT} {
+		if strings.Contains(msg, errno.Error()) {
+			return &kernelError{err: err, errno: errno}
+		}
+	}
+	return err
+}
+
+// Hint returns one line that tells a person what to do about err, or "" when
+// there is nothing better to say than the error itself.
+func Hint(err error) string {
+	switch {
+	case errors.Is(err, ErrNotOwned):
+		return ""
+	case errors.Is(err, os.ErrPermission):
+		return "run as root or with CAP_NET_ADMIN"
+	case errors.Is(err, errors.ErrUnsupported):
+		return "this kernel lacks nf_tables or the ftp conntrack helper (CONFIG_NF_TABLES, CONFIG_NFT_CT, CONFIG_NF_CONNTRACK_FTP)"
+	case errors.Is(err, os.ErrNotExist):
+		return "check the namespace with `ip netns list`; a missing ct helper type means the kernel lacks nf_conntrack_ftp"
+	}
+	return ""
+}

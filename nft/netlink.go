@@ -1,0 +1,371 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+)
+
+// Option configures how the package reaches the kernel.
+type Option func(*options)
+
+type options struct {
+	netnsPath string
+	netnsFd   int
+	dial      nltest.Func
+}
+
+// WithNetNS works in the network namespace at path, such as
+// /var/run/netns/NAME or /proc/PID/ns/net. The caller's thread never
+// changes namespace: the netlink socket is created in the namespace.
+func WithNetNS(path string) Option { return func(o *options) { o.netnsPath = path } }
+
+// WithNetNSFd works in the network namespace of an open file descriptor.
+// The caller keeps ownership of fd.
+func WithNetNSFd(fd int) Option { return func(o *options) { o.netnsFd = fd } }
+
+// WithTestDial replaces the kernel with f, for tests without privileges:
+// every netlink request goes to f, which answers with messages or an error.
+func WithTestDial(f nltest.Func) Option { return func(o *options) { o.dial = f } }
+
+// connect returns a netlink connection to nf_tables and a function that
+// releases what connect opened.
+func connect(opts []Option) (*nftables.Conn, func(), error) {
+	o := options{netnsFd: -1}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	var copts []nftables.ConnOption
+	release := func() {}
+	switch {
+	case o.dial != nil:
+		copts = append(copts, nftables.WithTestDial(o.dial))
+	case o.netnsPath != "":
+		f, err := os.Open(o.netnsPath)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, &Error{Op: "open netns", Err: fmt.Errorf("network namespace %s does not exist: %w", o.netnsPath, err)}
+			}
+			return nil, nil, &Error{Op: "open netns", Err: err}
+		}
+		copts = append(copts, nftables.WithNetNSFd(int(f.Fd())))
+		release = func() { f.Close() }
+	case o.netnsFd >= 0:
+		copts = append(copts, nftables.WithNetNSFd(o.netnsFd))
+	}
+	c, err := nftables.New(copts...)
+	if err != nil {
+		release()
+		return nil, nil, &Error{Op: "connect", Err: classify(err)}
+	}
+	return c, release, nil
+}
+
+// Result says what Apply did.
+type Result struct {
+	// Changed is false when the kernel already held the desired ruleset
+	// and nothing was sent.
+	Changed bool
+	// Replaced is true when an earlier ftpnft table was replaced.
+	Replaced bool
+}
+
+// Apply makes the kernel hold rs, as one atomic netlink batch: when the table
+// exists and was made by ftpnft it is deleted and created anew in the same
+// batch, so a failure anywhere leaves the kernel as it was. When the kernel
+// already holds exactly rs, Apply sends nothing. A table of the same name
+// that ftpnft did not create is never touched: the error wraps
+// [ErrNotOwned].
+func Apply(rs *Ruleset, opts ...Option) (Result, error) {
+	c, release, err := connect(opts)
+	if err != nil {
+		return Result{}, err
+	}
+	defer release()
+
+	cur, err := read(c, rs.Table)
+	if err != nil {
+		return Result{}, err
+	}
+	if cur != nil && !cur.Owned {
+		return Result{}, &Error{Op: "install", Table: rs.Table, Err: ErrNotOwned}
+	}
+	if cur != nil && cur.fingerprint == rs.fingerprint() {
+		return Result{}, nil
+	}
+
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
+	if cur != nil {
+		c.DelTable(table)
+	}
+	enqueue(c, rs, table)
+	if err := c.Flush(); err != nil {
+		return Result{}, &Error{Op: "install", Table: rs.Table, Err: classify(err)}
+	}
+	return Result{Changed: true, Replaced: cur != nil}, nil
+}
+
+// enqueue adds the messages that create rs to c's batch.
+func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) {
+	c.AddTable(table)
+	for _, h := range rs.Helpers {
+		c.AddObj(&nftables.NamedObj{
+			Table: table,
+			Name:  h.Name,
+			Type:  nftables.ObjTypeCtHelper,
+			Obj: &expr.CtHelper{
+				Name:    h.Type,
+				L3Proto: unix.NFPROTO_INET,
+				L4Proto: protoNumbers[h.Protocol],
+			},
+		})
+	}
+	for _, ch := range rs.Chains {
+		chain := c.AddChain(&nftables.Chain{
+			Name:     ch.Name,
+			Table:    table,
+			Type:     nftables.ChainTypeFilter,
+			Hooknum:  nftables.ChainHookRef(hookNumbers[ch.Hook]),
+			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority)),
+			Policy:   policyRef(ch.Policy),
+		})
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r.Exprs(), UserData: r.UserData()})
+		}
+	}
+}
+
+func policyRef(p Policy) *nftables.ChainPolicy {
+	v := nftables.ChainPolicyAccept
+	if p == PolicyDrop {
+		v = nftables.ChainPolicyDrop
+	}
+	return &v
+}
+
+// Remove deletes ftpnft's table and everything in it. Removing a table that
+// does not exist succeeds with removed false. A table of that name that
+// ftpnft did not create is left alone and the error wraps [ErrNotOwned].
+func Remove(table string, opts ...Option) (removed bool, err error) {
+	c, release, err := connect(opts)
+	if err != nil {
+		return false, err
+	}
+	defer release()
+	cur, err := read(c, table)
+	if err != nil || cur == nil {
+		return false, err
+	}
+	if !cur.Owned {
+		return false, &Error{Op: "uninstall", Table: table, Err: ErrNotOwned}
+	}
+	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
+	if err := c.Flush(); err != nil {
+		return false, &Error{Op: "uninstall", Table: table, Err: classify(err)}
+	}
+	return true, nil
+}
+
+// installed is a table as read back from the kernel.
+type installed struct {
+	Owned       bool
+	Helpers     []Helper
+	Chains      []installedChain
+	fingerprint string
+}
+
+type installedChain struct {
+	Chain
+	rules []*nftables.Rule
+}
+
+// read returns the table named name in family inet, or nil if there is none.
+func read(c *nftables.Conn, name string) (*installed, error) {
+	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, &Error{Op: "list tables", Err: classify(err)}
+	}
+	var table *nftables.Table
+	for _, t := range tables {
+		if t.Name == name {
+			table = t
+		}
+	}
+	if table == nil {
+		return nil, nil
+	}
+	in := &installed{}
+	objs, err := c.GetNamedObjects(table)
+	if err != nil {
+		return nil, &Error{Op: "list objects", Table: name, Err: classify(err)}
+	}
+	for _, o := range objs {
+		no, ok := o.(*nftables.NamedObj)
+		if !ok {
+			continue
+		}
+		h := Helper{Name: no.Name, Type: fmt.Sprintf("object type %d", no.Type)}
+		if ct, ok := no.Obj.(*expr.CtHelper); ok && no.Type == nftables.ObjTypeCtHelper {
+			h = Helper{Name: no.Name, Type: ct.Name, Protocol: protoName(ct.L4Proto)}
+			if ct.L3Proto != unix.NFPROTO_INET {
+				h.Protocol += fmt.Sprintf(" l3proto %d", ct.L3Proto)
+			}
+		}
+		in.Helpers = append(in.Helpers, h)
+	}
+
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, &Error{Op: "list chains", Table: name, Err: classify(err)}
+	}
+	rulesSeen, ownedRules := 0, 0
+	for _, ch := range chains {
+		if ch.Table.Name != name {
+			continue
+		}
+		ic := installedChain{Chain: Chain{Name: ch.Name}}
+		if ch.Hooknum != nil {
+			for n, h := range hookNumbers {
+				if h == *ch.Hooknum {
+					ic.Hook = n
+				}
+			}
+			if ic.Hook == "" {
+				ic.Hook = fmt.Sprintf("hook %d", *ch.Hooknum)
+			}
+		}
+		if ch.Priority != nil {
+			ic.Priority = int32(*ch.Priority)
+		}
+		if ch.Policy != nil {
+			ic.Policy = PolicyAccept
+			if *ch.Policy == nftables.ChainPolicyDrop {
+				ic.Policy = PolicyDrop
+			}
+		}
+		if ch.Type != nftables.ChainTypeFilter {
+			ic.Hook += " type " + string(ch.Type)
+		}
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
+		}
+		ic.rules = rules
+		for _, r := range rules {
+			rulesSeen++
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			if strings.HasPrefix(comment, commentPrefix) {
+				ownedRules++
+			}
+			ic.Rules = append(ic.Rules, Rule{Comment: strings.TrimPrefix(comment, commentPrefix)})
+		}
+		in.Chains = append(in.Chains, ic)
+	}
+	in.Owned = rulesSeen > 0 && ownedRules == rulesSeen
+	in.fingerprint = fingerprintOf(in.Helpers, in.Chains, func(ic installedChain) []ruleFP {
+		fps := make([]ruleFP, len(ic.rules))
+		for i, r := range ic.rules {
+			fps[i] = ruleFP{exprs: r.Exprs, udata: r.UserData}
+		}
+		return fps
+	})
+	return in, nil
+}
+
+func protoName(n uint8) string {
+	for name, v := range protoNumbers {
+		if v == n {
+			return name
+		}
+	}
+	return fmt.Sprintf("protocol %d", n)
+}
+
+type ruleFP struct {
+	exprs []expr.Any
+	udata []byte
+}
+
+// fingerprint describes rs as the kernel would report it, so that a table
+// read back can be compared with it.
+func (rs *Ruleset) fingerprint() string {
+	chains := make([]installedChain, len(rs.Chains))
+	for i, c := range rs.Chains {
+		chains[i] = installedChain{Chain: c}
+	}
+	return fingerprintOf(rs.Helpers, chains, func(ic installedChain) []ruleFP {
+		fps := make([]ruleFP, len(ic.Chain.Rules))
+		for i, r := range ic.Chain.Rules {
+			fps[i] = ruleFP{exprs: r.Exprs(), udata: r.UserData()}
+		}
+		return fps
+	})
+}
+
+// fingerprintOf encodes helpers, chains and rules canonically: rules as their
+// netlink encoding with counter values cleared, chains sorted by name.
+func fingerprintOf(helpers []Helper, chains []installedChain, rules func(installedChain) []ruleFP) string {
+	var lines []string
+	for _, h := range helpers {
+		lines = append(lines, fmt.Sprintf("helper %s %s %s", h.Name, h.Type, h.Protocol))
+	}
+	sort.Strings(lines)
+	sorted := append([]installedChain(nil), chains...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	for _, ch := range sorted {
+		lines = append(lines, fmt.Sprintf("chain %s %s %d %s", ch.Name, ch.Hook, ch.Priority, ch.Policy))
+		for _, r := range rules(ch) {
+			var b bytes.Buffer
+			for _, e := range r.exprs {
+				if _, ok := e.(*expr.Counter); ok {
+					e = &expr.Counter{}
+				}
+				m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+				if err != nil {
+					m = []byte(fmt.Sprintf("unencodable %T", e))
+				}
+				b.Write(m)
+			}
+			lines = append(lines, "rule "+hex.EncodeToString(b.Bytes())+" "+hex.EncodeToString(r.udata))
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+// controlPorts returns the ports of the helper assignment rules of a chain
+// read back from the kernel: rules that reference a ct helper object and
+// match a destination port.
+func controlPorts(rules []*nftables.Rule) []uint16 {
+	var ports []uint16
+	for _, r := range rules {
+		var port uint16
+		var assigns bool
+		for i, e := range r.Exprs {
+			switch e := e.(type) {
+			case *expr.Payload:
+				if e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && i+1 < len(r.Exprs) {
+					if cmp, ok := r.Exprs[i+1].(*expr.Cmp); ok && cmp.Op == expr.CmpOpEq && len(cmp.Data) == 2 {
+						port = binary.BigEndian.Uint16(cmp.Data)
+					}
+				}
+			case *expr.Objref:
+				assigns = assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
+			}
+		}
+		if assigns && port != 0 {
+			ports = append(ports, port)
+		}
+	}
+	return ports
+}

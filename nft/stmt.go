@@ -1,0 +1,158 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// A stmt is one nft statement of a rule. Each knows its nft text and the
+// expressions the nft tool would generate for that text, so that Render
+// and Apply cannot drift apart (the netns tests load both and compare).
+type stmt interface {
+	text() string
+	exprs() []expr.Any
+}
+
+// Conntrack state bits, as in the kernel's NF_CT_STATE_*_BIT.
+const (
+	stateInvalid     = expr.CtStateBitINVALID
+	stateEstablished = expr.CtStateBitESTABLISHED
+	stateRelated     = expr.CtStateBitRELATED
+	stateNew         = expr.CtStateBitNEW
+)
+
+var stateNames = map[uint32]string{
+	stateInvalid:     "invalid",
+	stateEstablished: "established",
+	stateRelated:     "related",
+	stateNew:         "new",
+}
+
+var protoNumbers = map[string]byte{
+	"icmp":      unix.IPPROTO_ICMP,
+	"tcp":       unix.IPPROTO_TCP,
+	"udp":       unix.IPPROTO_UDP,
+	"ipv6-icmp": unix.IPPROTO_ICMPV6,
+}
+
+// l4proto matches the transport protocol: "meta l4proto tcp".
+type l4proto struct{ proto string }
+
+func (s l4proto) text() string { return "meta l4proto " + s.proto }
+func (s l4proto) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNumbers[s.proto]}},
+	}
+}
+
+// dport matches a TCP or UDP destination port: "tcp dport 21". In the inet
+// family nft adds the l4proto dependency itself; so do we.
+type dport struct {
+	proto string
+	port  uint16
+}
+
+func (s dport) text() string { return fmt.Sprintf("%s dport %d", s.proto, s.port) }
+func (s dport) exprs() []expr.Any {
+	return append(l4proto{s.proto}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.port)},
+	)
+}
+
+// ctState matches one conntrack state: "ct state established".
+type ctState struct{ bit uint32 }
+
+func (s ctState) text() string { return "ct state " + stateNames[s.bit] }
+func (s ctState) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+			Mask: binary.NativeEndian.AppendUint32(nil, s.bit),
+			Xor:  make([]byte, 4)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+	}
+}
+
+// helperNameLen is the kernel's NF_CT_HELPER_NAME_LEN: "ct helper" loads
+// the name into a register of that size, zero padded.
+const helperNameLen = 16
+
+// ctHelperIs matches the kernel helper of the connection (for a RELATED
+// connection: of its master): ct helper "ftp".
+type ctHelperIs struct{ kernelName string }
+
+func (s ctHelperIs) text() string { return fmt.Sprintf("ct helper %q", s.kernelName) }
+func (s ctHelperIs) exprs() []expr.Any {
+	name := make([]byte, helperNameLen)
+	copy(name, s.kernelName)
+	return []expr.Any{
+		&expr.Ct{Key: expr.CtKeyHELPER, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+	}
+}
+
+// ctHelperSet assigns a ct helper object: ct helper set "ftp-helper".
+type ctHelperSet struct{ object string }
+
+func (s ctHelperSet) text() string { return fmt.Sprintf("ct helper set %q", s.object) }
+func (s ctHelperSet) exprs() []expr.Any {
+	return []expr.Any{&expr.Objref{Type: int(unix.NFT_OBJECT_CT_HELPER), Name: s.object}}
+}
+
+// ifnameLen is IFNAMSIZ: nft compares interface names padded to it.
+const ifnameLen = 16
+
+// iifname matches the input interface by name: iifname "lo".
+type iifname struct{ name string }
+
+func (s iifname) text() string { return fmt.Sprintf("iifname %q", s.name) }
+func (s iifname) exprs() []expr.Any {
+	name := make([]byte, ifnameLen)
+	copy(name, s.name)
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+	}
+}
+
+// icmpv6Types matches a range of ICMPv6 types: icmpv6 type 133-136.
+type icmpv6Types struct{ lo, hi byte }
+
+func (s icmpv6Types) text() string { return fmt.Sprintf("icmpv6 type %d-%d", s.lo, s.hi) }
+func (s icmpv6Types) exprs() []expr.Any {
+	return append([]expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
+	}, append(l4proto{"ipv6-icmp"}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{s.lo}},
+		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{s.hi}},
+	)...)
+}
+
+// counter counts packets and bytes: counter.
+type counter struct{}
+
+func (counter) text() string      { return "counter" }
+func (counter) exprs() []expr.Any { return []expr.Any{&expr.Counter{}} }
+
+// verdict ends the rule: accept or drop.
+type verdict struct{ kind expr.VerdictKind }
+
+func (s verdict) text() string {
+	if s.kind == expr.VerdictDrop {
+		return "drop"
+	}
+	return "accept"
+}
+func (s verdict) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: s.kind}} }
+
+var (
+	accept = verdict{expr.VerdictAccept}
+	drop   = verdict{expr.VerdictDrop}
+)

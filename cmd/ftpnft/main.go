@@ -1,6 +1,3 @@
-// ftpnft makes FTP work through an nftables firewall: it installs a
-// table with the kernel's FTP conntrack helper and a policy that admits only
-// the data connections the helper expected. Run "ftpnft help" for usage.
 package main
 
 import (

@@ -1,0 +1,191 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"syscall"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// fakeKernel is an in-memory nf_tables for tests without privileges. It
+// stores the messages that create tables, objects, chains and rules, answers
+// dumps with them, and applies a batch to a copy that replaces the state only
+// when every message succeeded, as the kernel's transactions do.
+type fakeKernel struct {
+	state   fakeState
+	batches int    // batches committed
+	writes  int    // batch messages received, committed or not
+	failOn  uint16 // NFT_MSG_* type to reject with failErr (0, NEWTABLE, cannot be chosen)
+	failErr syscall.Errno
+}
+
+type fakeState struct {
+	tables, objs, chains, rules []netlink.Message
+}
+
+func (s fakeState) clone() fakeState {
+	return fakeState{
+		tables: append([]netlink.Message(nil), s.tables...),
+		objs:   append([]netlink.Message(nil), s.objs...),
+		chains: append([]netlink.Message(nil), s.chains...),
+		rules:  append([]netlink.Message(nil), s.rules...),
+	}
+}
+
+func msgType(m netlink.Message) uint16 { return uint16(m.Header.Type) & 0xff }
+func subsys(m netlink.Message) uint16  { return uint16(m.Header.Type) >> 8 }
+func family(m netlink.Message) byte    { return m.Data[0] }
+
+// attr returns the string attribute typ of a nftables message.
+func attr(m netlink.Message, typ uint16) string {
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == typ {
+			return ad.String()
+		}
+	}
+	return ""
+}
+
+// Attribute numbers shared by the message kinds the fake stores.
+const (
+	attrTable     = 1 // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,OBJ_TABLE}
+	attrRuleChain = unix.NFTA_RULE_CHAIN
+	attrChainName = unix.NFTA_CHAIN_NAME
+)
+
+func ack(req netlink.Message, errno syscall.Errno) netlink.Message {
+	data := binary.NativeEndian.AppendUint32(nil, uint32(-int32(errno)))
+	hdr := make([]byte, 16)
+	binary.NativeEndian.PutUint32(hdr[0:], req.Header.Length)
+	binary.NativeEndian.PutUint16(hdr[4:], uint16(req.Header.Type))
+	binary.NativeEndian.PutUint16(hdr[6:], uint16(req.Header.Flags))
+	binary.NativeEndian.PutUint32(hdr[8:], req.Header.Sequence)
+	binary.NativeEndian.PutUint32(hdr[12:], req.Header.PID)
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.Error, Sequence: req.Header.Sequence, PID: req.Header.PID},
+		Data:   append(data, hdr...),
+	}
+}
+
+func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
+	if len(reqs) == 0 {
+		// A receive after the first reply of a batch: the next ack.
+		return []netlink.Message{ack(netlink.Message{}, 0)}, nil
+	}
+	if subsys(reqs[0]) == 0 && msgType(reqs[0]) == unix.NFNL_MSG_BATCH_BEGIN {
+		return k.batch(reqs[1 : len(reqs)-1]), nil
+	}
+	req := reqs[0]
+	var found []netlink.Message
+	switch msgType(req) {
+	case unix.NFT_MSG_GETTABLE:
+		found = k.state.tables
+	case unix.NFT_MSG_GETOBJ:
+		found = k.state.objs
+	case unix.NFT_MSG_GETCHAIN:
+		found = k.state.chains
+	case unix.NFT_MSG_GETRULE:
+		found = k.state.rules
+	default:
+		return []netlink.Message{ack(req, syscall.EOPNOTSUPP)}, nil
+	}
+	var out []netlink.Message
+	for _, m := range found {
+		if family(m) != family(req) {
+			continue
+		}
+		if t := attr(req, attrTable); t != "" && attr(m, attrTable) != t {
+			continue
+		}
+		if c := attr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && attr(m, attrRuleChain) != c {
+			continue
+		}
+		m.Header.Flags = netlink.Multi
+		m.Header.Sequence = req.Header.Sequence
+		m.Header.PID = req.Header.PID
+		out = append(out, m)
+	}
+	return append(out, netlink.Message{Header: netlink.Header{Type: netlink.Done, Flags: netlink.Multi, Sequence: req.Header.Sequence}, Data: make([]byte, 4)}), nil
+}
+
+// batch applies msgs to a copy of the state and commits it if all succeed.
+func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
+	next := k.state.clone()
+	var acks []netlink.Message
+	failed := false
+	for _, m := range msgs {
+		k.writes++
+		errno := next.apply(m)
+		if k.failOn != 0 && msgType(m) == k.failOn {
+			errno = k.failErr
+		}
+		acks = append(acks, ack(m, errno))
+		if errno != 0 {
+			failed = true
+			break // the kernel reports the first error and aborts
+		}
+	}
+	if !failed {
+		k.state = next
+		k.batches++
+	}
+	return acks
+}
+
+func (s *fakeState) apply(m netlink.Message) syscall.Errno {
+	table := attr(m, attrTable)
+	has := func(list []netlink.Message) bool {
+		for _, x := range list {
+			if family(x) == family(m) && attr(x, attrTable) == table {
+				return true
+			}
+		}
+		return false
+	}
+	keep := func(list []netlink.Message) []netlink.Message {
+		var out []netlink.Message
+		for _, x := range list {
+			if !(family(x) == family(m) && attr(x, attrTable) == table) {
+				out = append(out, x)
+			}
+		}
+		return out
+	}
+	stored := m
+	stored.Data = bytes.Clone(m.Data)
+	switch msgType(m) {
+	case unix.NFT_MSG_NEWTABLE:
+		if !has(s.tables) {
+			s.tables = append(s.tables, stored)
+		}
+	case unix.NFT_MSG_DELTABLE:
+		if !has(s.tables) {
+			return syscall.ENOENT
+		}
+		s.tables, s.objs, s.chains, s.rules = keep(s.tables), keep(s.objs), keep(s.chains), keep(s.rules)
+	case unix.NFT_MSG_NEWOBJ:
+		if !has(s.tables) {
+			return syscall.ENOENT
+		}
+		s.objs = append(s.objs, stored)
+	case unix.NFT_MSG_NEWCHAIN:
+		if !has(s.tables) {
+			return syscall.ENOENT
+		}
+		s.chains = append(s.chains, stored)
+	case unix.NFT_MSG_NEWRULE:
+		if !has(s.chains) {
+			return syscall.ENOENT
+		}
+		s.rules = append(s.rules, stored)
+	default:
+		return syscall.EOPNOTSUPP
+	}
+	return 0
+}

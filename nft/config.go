@@ -87,6 +87,9 @@ func (c Config) Validate() error {
 	if !tableName.MatchString(c.Table) {
 		return fmt.Errorf("table %q: want a letter followed by letters, digits, '_', '-' or '.' (at most 255)", c.Table)
 	}
+	if nftKeywords[c.Table] {
+		return fmt.Errorf("table %q: an nft keyword cannot name a table; choose another name", c.Table)
+	}
 	if len(c.Ports) == 0 {
 		return fmt.Errorf("ports: at least one FTP control port is needed")
 	}

@@ -62,6 +62,7 @@ func TestValidate(t *testing.T) {
 		{"injection in table", mod(func(c *Config) { c.Table = "x; flush ruleset" }), `table "x; flush ruleset"`},
 		{"empty table", mod(func(c *Config) { c.Table = "" }), `table ""`},
 		{"table starts with digit", mod(func(c *Config) { c.Table = "1ftp" }), `table "1ftp"`},
+		{"keyword as table", mod(func(c *Config) { c.Table = "counter" }), `table "counter": an nft keyword`},
 		{"no ports", mod(func(c *Config) { c.Ports = nil }), "at least one FTP control port"},
 		{"port 0", mod(func(c *Config) { c.Ports = []uint16{0} }), "port 0"},
 		{"duplicate port", mod(func(c *Config) { c.Ports = []uint16{21, 21} }), "port 21 listed twice"},

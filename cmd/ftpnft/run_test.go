@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/ftpnft/ftpnft/nft"
+)
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// Usage errors are found before any netlink traffic, so these run without
+// privileges and prove that nothing reaches the kernel: exit 2 and a message
+// that names the bad value.
+func TestUsageErrors(t *testing.T) {
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{nil, "Usage:"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"install", "--ports", "0"}, `port "0": out of range`},
+		{[]string{"install", "--ports", "21,,22"}, `port "": empty`},
+		{[]string{"install", "--ports", "ftp"}, `port "ftp": not a number`},
+		{[]string{"install", "--ports", "70000"}, `port "70000"`},
+		{[]string{"install", "--policy", "reject"}, `policy "reject"`},
+		{[]string{"install", "--allow", "tcp22"}, `service "tcp22"`},
+		{[]string{"install", "--allow", "sctp/22"}, `protocol "sctp"`},
+		{[]string{"install", "--table", "x; flush ruleset"}, `table "x; flush ruleset"`},
+		{[]string{"render", "--table", "counter"}, `table "counter"`},
+		{[]string{"install", "--netns", "ftpnft-no-such-namespace"}, `netns "ftpnft-no-such-namespace": no such network namespace`},
+		{[]string{"status", "--netns", "/nonexistent/ns"}, `netns "/nonexistent/ns"`},
+		{[]string{"uninstall", "--netns", "../etc"}, `netns "../etc"`},
+		{[]string{"install", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"uninstall", "--ports", "21"}, "flag provided but not defined: -ports"},
+		{[]string{"render", "extra"}, `unexpected argument "extra"`},
+	}
+	for _, tt := range tests {
+		code, stdout, stderr := runCLI(tt.args...)
+		if code != exitUsage {
+			t.Errorf("ftpnft %q: exit %d, want %d (stderr %q)", tt.args, code, exitUsage, stderr)
+		}
+		if !strings.Contains(stderr, tt.want) {
+			t.Errorf("ftpnft %q: stderr %q, want it to contain %q", tt.args, stderr, tt.want)
+		}
+		if stdout != "" {
+			t.Errorf("ftpnft %q: printed %q on stdout for a usage error", tt.args, stdout)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"--help"}, {"install", "-h"}} {
+		code, stdout, _ := runCLI(args...)
+		if code != exitOK || !strings.Contains(stdout, "ftpnft install") {
+			t.Errorf("ftpnft %q: exit %d, stdout %q", args, code, stdout)
+		}
+	}
+}
+
+func TestRenderMatchesLibrary(t *testing.T) {
+	cfg := nft.DefaultConfig()
+	cfg.Ports = []uint16{21, 2121}
+	cfg.Allow = []nft.Service{{Protocol: "tcp", Port: 22}}
+	rs, err := nft.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"render", "--ports", "21,2121", "--allow", "tcp/22"},
+		{"install", "--dry-run", "--ports", "21,2121", "--allow", "tcp/22", "--netns", "not-resolved-in-dry-run"},
+	} {
+		code, stdout, stderr := runCLI(args...)
+		if code != exitOK || stdout != rs.Render() {
+			t.Errorf("ftpnft %q: exit %d, stderr %q, stdout differs from nft.Build(...).Render()", args, code, stderr)
+		}
+	}
+}

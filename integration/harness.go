@@ -318,17 +318,24 @@ func (h *Host) mustIP(t testing.TB, args ...string) string {
 // run runs name inside the namespace with a timeout, optional stdin and extra
 // environment variables.
 func (h *Host) run(timeout time.Duration, stdin io.Reader, env []string, name string, args ...string) (stdout, stderr []byte, err error) {
-	stdout, stderr, err = runCommand(timeout, stdin, env, "ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
-	if err != nil {
-		err = fmt.Errorf("netns %s: %w", h.Name, err)
-	}
-	return stdout, stderr, err
+	return runCmd(h.describe(name, args), timeout, stdin, env,
+		"ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
 }
 
-// runCommand runs a command with a timeout, in its own process group so that
-// a timeout kills its children too, and returns its output. The error names
-// the command, wraps the cause and quotes (the end of) stderr.
+// describe renders a command run in the namespace for messages.
+func (h *Host) describe(name string, args []string) string {
+	return fmt.Sprintf("netns %s: %s", h.Name, quoteCommand(name, args))
+}
+
+// runCommand runs a command in the root namespace; see runCmd.
 func runCommand(timeout time.Duration, stdin io.Reader, env []string, name string, args ...string) (stdout, stderr []byte, err error) {
+	return runCmd(quoteCommand(name, args), timeout, stdin, env, name, args...)
+}
+
+// runCmd runs a command with a timeout, in its own process group so that a
+// timeout kills its children too, and returns its output. The error starts
+// with desc, wraps the cause and quotes (the end of) stderr.
+func runCmd(desc string, timeout time.Duration, stdin io.Reader, env []string, name string, args ...string) (stdout, stderr []byte, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
@@ -341,7 +348,6 @@ func runCommand(timeout time.Duration, stdin io.Reader, env []string, name strin
 	cmd.WaitDelay = waitDelay // do not hang on pipes inherited by a daemon
 	err = cmd.Run()
 	if err != nil {
-		desc := quoteCommand(name, args)
 		if ctx.Err() != nil {
 			err = fmt.Errorf("%s: timed out after %v: %w (%w)", desc, timeout, ctx.Err(), err)
 		} else {
@@ -419,7 +425,7 @@ func (h *Host) start(t testing.TB, name string, args ...string) *proc {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{
 		cmd:    cmd,
-		desc:   fmt.Sprintf("netns %s: %s", h.Name, quoteCommand(name, args)),
+		desc:   h.describe(name, args),
 		output: out.Name(),
 		done:   make(chan struct{}),
 	}
@@ -438,7 +444,7 @@ func (h *Host) start(t testing.TB, name string, args ...string) *proc {
 			t.Error(err)
 		}
 		if t.Failed() {
-			t.Logf("output of %s:\n%s", p.desc, p.readOutput())
+			t.Logf("output of %s: %s", p.desc, p.readOutput())
 		}
 	})
 	return p
@@ -457,8 +463,11 @@ func (p *proc) exited() bool {
 // readOutput returns what the process wrote so far.
 func (p *proc) readOutput() string {
 	b, err := os.ReadFile(p.output)
-	if err != nil {
+	switch {
+	case err != nil:
 		return fmt.Sprintf("(cannot read output: %v)", err)
+	case len(b) == 0:
+		return "(no output)"
 	}
 	return string(b)
 }
@@ -526,8 +535,9 @@ func (h *Host) pids() ([]int, error) {
 // killBottomUp kills the processes that roots returns, and all their
 // descendants, leaves first, until none is alive or timeout passes; it
 // returns the survivors. Children die before their parents so that each
-// parent reaps them: an orphan is reparented to PID 1, which on some test
-// machines never reaps, leaving a zombie behind.
+// parent reaps them: an orphan is reparented to PID 1, which on this
+// project's VMs reaps it only much later, so `pgrep vsftpd` would keep
+// showing zombies after the test.
 func killBottomUp(roots func() []int, timeout time.Duration) (survivors []int) {
 	deadline := time.Now().Add(timeout)
 	for {
@@ -847,8 +857,8 @@ func Curl(t testing.TB, client *Host, mode Mode, url string, timeout time.Durati
 
 // Lftp runs lftp inside the client namespace to list url (path ending in "/",
 // `cls -1 --basename`) or print the file (`cat`), and returns the output. lftp
-// is set up to fail within about timeout: net:timeout, one try
-// (net:max-retries 1), no switching between passive and active mode after a
+// is set up to fail within about timeout: net:timeout half of it (lftp
+// tries twice even with net:max-retries 1), no switching between passive and active mode after a
 // failure (ftp:auto-passive-mode), and the PASV reply's address used as given
 // (ftp:fix-pasv-address off). PASV and EPSV use passive mode (EPSV through
 // ftp:prefer-epsv), PORT and EPRT active mode. lftp has no setting to choose
@@ -878,14 +888,16 @@ func Lftp(t testing.TB, client *Host, mode Mode, url string, timeout time.Durati
 	if strings.HasSuffix(target, "/") {
 		action = "cls -1 --basename " + lftpQuote(target)
 	}
-	secs := strconv.Itoa(int(math.Ceil(max(timeout.Seconds(), 1))))
+	// Even with net:max-retries 1, lftp reconnects once after a timeout
+	// before it gives up, so each of the two tries gets half the time.
+	netTimeout := strconv.Itoa(int(math.Ceil(max(timeout.Seconds()/2, 1))))
 	script := strings.Join([]string{
 		"set cmd:fail-exit yes",
 		"set ftp:ssl-allow no",
 		"set ftp:auto-passive-mode no",
 		"set ftp:fix-pasv-address no",
 		"set ftp:ignore-pasv-address no",
-		"set net:timeout " + secs,
+		"set net:timeout " + netTimeout,
 		"set net:max-retries 1",
 		"set net:persist-retries 0",
 		"set net:reconnect-interval-base 1",

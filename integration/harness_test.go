@@ -65,8 +65,8 @@ func TestHarness(t *testing.T) {
 					if err != nil {
 						t.Fatalf("lftp list: %v", err)
 					}
-					if got := strings.Fields(string(list)); strings.Join(got, " ") != "payload.bin sub" {
-						t.Errorf("lftp list of / = %q, want payload.bin and sub", list)
+					if got := strings.Fields(string(list)); strings.Join(got, " ") != "payload.bin sub/" {
+						t.Errorf("lftp list of / = %q, want payload.bin and sub/", list)
 					}
 					body, err = Lftp(t, client, mode, file, 30*time.Second)
 					checkPayload(t, "lftp", body, err, want)

@@ -1,0 +1,26 @@
+# ftpnft tasks. `just test` is what CI runs (as root).
+
+staticcheck := "honnef.co/go/tools/cmd/staticcheck@v0.7.0"
+
+# Build the ftpnft binary into ./bin.
+build:
+    go build -o bin/ftpnft ./cmd/ftpnft
+
+# Unit tests and namespace tests (needs root, vsftpd, lftp, curl, nft, ip).
+test:
+    go test -race -tags netns ./...
+
+# Unit tests only: no root needed.
+unit:
+    go test -race ./...
+
+# Namespace tests only (root).
+netns:
+    go test -race -tags netns -v ./integration/
+
+# go vet and staticcheck, with and without the netns tag.
+lint:
+    go vet ./...
+    go vet -tags netns ./...
+    go run {{staticcheck}} ./...
+    go run {{staticcheck}} -tags netns ./...

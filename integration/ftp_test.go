@@ -1,0 +1,400 @@
+//go:build netns
+
+package integration
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpnft/ftpnft/nft"
+)
+
+const (
+	okTimeout      = 30 * time.Second // a transfer that must work
+	blockedTimeout = 6 * time.Second  // a transfer that must fail
+)
+
+// ftpnft runs the ftpnft binary and returns its exit code and output.
+func ftpnft(t testing.TB, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(ftpnftBin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		code = exit.ExitCode()
+	case err != nil:
+		t.Fatalf("ftpnft %q: %v", args, err)
+	}
+	return code, out.String(), errb.String()
+}
+
+// mustFtpnft runs ftpnft and fails the test unless it exits 0.
+func mustFtpnft(t testing.TB, args ...string) string {
+	t.Helper()
+	code, stdout, stderr := ftpnft(t, args...)
+	if code != 0 {
+		t.Fatalf("ftpnft %q: exit %d\nstdout: %s\nstderr: %s", args, code, stdout, stderr)
+	}
+	return stdout
+}
+
+// families are the server's addresses to test over, with the modes the
+// clients can use on each: PASV and PORT carry IPv4 addresses only
+// (RFC 959); over IPv6 clients use EPSV and EPRT (RFC 2428).
+func families(srv *Host) []struct {
+	name  string
+	addr  netip.Addr
+	modes []Mode
+} {
+	return []struct {
+		name  string
+		addr  netip.Addr
+		modes []Mode
+	}{
+		{"ipv4", srv.V4, []Mode{PASV, EPSV, PORT, EPRT}},
+		{"ipv6", srv.V6, []Mode{EPSV, EPRT}},
+	}
+}
+
+// testFiles returns a small file and a multi-megabyte random one.
+func testFiles(t testing.TB) map[string][]byte {
+	big := make([]byte, 6<<20+12345)
+	if _, err := rand.Read(big); err != nil {
+		t.Fatal(err)
+	}
+	return map[string][]byte{"hello.txt": []byte("hello through the firewall\n"), "big.bin": big}
+}
+
+// withoutHelper removes the helper object and its assignment from a rendered
+// ruleset: the same policy, minus what ftpnft is for. It is the negative
+// control of every scenario.
+func withoutHelper(t testing.TB, ruleset string) string {
+	t.Helper()
+	var out []string
+	skip := false
+	for _, line := range strings.Split(ruleset, "\n") {
+		switch {
+		case strings.HasPrefix(line, "\tct helper "):
+			skip = true
+		case skip && line == "\t}":
+			skip = false
+			continue
+		case strings.Contains(line, "ct helper set"):
+			continue
+		}
+		if !skip {
+			out = append(out, line)
+		}
+	}
+	s := strings.Join(out, "\n")
+	if strings.Contains(s, "ct helper set") || strings.Contains(s, "type \"ftp\"") || s == ruleset {
+		t.Fatalf("withoutHelper did not remove the helper:\n%s", s)
+	}
+	return s
+}
+
+// TestInstallMakesFTPWork installs ftpnft with policy drop in the server's
+// namespace and proves passive and active listings and a byte-identical
+// download over IPv4 and IPv6, on port 21 and a non-standard port; then it
+// loads the same policy without the helper and proves passive data
+// connections fail.
+func TestInstallMakesFTPWork(t *testing.T) {
+	RequireRoot(t)
+	files := testFiles(t)
+	wantSum := sha256.Sum256(files["big.bin"])
+	for _, port := range []int{21, 2121} {
+		t.Run(fmt.Sprintf("port%d", port), func(t *testing.T) {
+			srv, cli := NewPair(t)
+			StartVsftpd(t, srv, port, files)
+			mustFtpnft(t, "install", "--netns", srv.Path, "--policy", "drop", "--ports", fmt.Sprint(port))
+
+			for _, fam := range families(srv) {
+				for _, mode := range fam.modes {
+					t.Run(fmt.Sprintf("%s/%s", fam.name, mode), func(t *testing.T) {
+						list, err := Curl(t, cli, mode, URL(fam.addr, port, "/"), okTimeout)
+						if err != nil || !bytes.Contains(list, []byte("big.bin")) {
+							t.Fatalf("listing: %v\n%s", err, list)
+						}
+						got, err := Curl(t, cli, mode, URL(fam.addr, port, "/big.bin"), okTimeout)
+						if err != nil {
+							t.Fatalf("download: %v", err)
+						}
+						if sha256.Sum256(got) != wantSum {
+							t.Fatalf("download: got %d bytes, want %d identical bytes", len(got), len(files["big.bin"]))
+						}
+					})
+				}
+				// A second client implementation, one passive and one active mode.
+				for _, mode := range []Mode{fam.modes[0], fam.modes[len(fam.modes)/2]} {
+					t.Run(fmt.Sprintf("%s/lftp-%s", fam.name, mode), func(t *testing.T) {
+						out, err := Lftp(t, cli, mode, URL(fam.addr, port, "/hello.txt"), okTimeout)
+						if err != nil || !bytes.Equal(out, files["hello.txt"]) {
+							t.Fatalf("lftp cat: %v\n%q", err, out)
+						}
+					})
+				}
+			}
+
+			// Negative control: the same drop policy without the helper.
+			rendered := mustFtpnft(t, "render", "--policy", "drop", "--ports", fmt.Sprint(port))
+			mustFtpnft(t, "uninstall", "--netns", srv.Path)
+			srv.NftApply(t, withoutHelper(t, rendered))
+			for _, fam := range families(srv) {
+				t.Run(fam.name+"/without-helper", func(t *testing.T) {
+					list, err := Curl(t, cli, fam.modes[0], URL(fam.addr, port, "/"), blockedTimeout)
+					if err == nil || bytes.Contains(list, []byte("big.bin")) {
+						t.Fatalf("passive listing without the helper succeeded: %s", list)
+					}
+					t.Logf("blocked as expected: %v", err)
+				})
+			}
+		})
+	}
+}
+
+// handles matches the "# handle N" annotations of `nft -a list`.
+var handles = regexp.MustCompile(`# handle \d+`)
+
+// TestReinstallIdempotentAndForeignTablesUntouched installs twice (the second
+// time nothing is sent: rule handles stay the same), changes a flag (the table
+// is replaced atomically), uninstalls twice, and shows that tables ftpnft did
+// not create are untouched throughout.
+func TestReinstallIdempotentAndForeignTablesUntouched(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	foreign := `table inet firewalld_like {
+	chain filter_INPUT {
+		type filter hook input priority filter + 10; policy accept;
+		tcp dport 80 counter accept comment "not ftpnft's"
+	}
+}
+table ip filter {
+	chain INPUT {
+		type filter hook input priority filter; policy accept;
+		ip saddr 198.51.100.7 counter drop
+	}
+}
+`
+	srv.NftApply(t, foreign)
+	listForeign := func() string {
+		return srv.MustExec(t, "nft", "-a", "list", "table", "inet", "firewalld_like") +
+			srv.MustExec(t, "nft", "-a", "list", "table", "ip", "filter")
+	}
+	foreignBefore := listForeign()
+
+	out := mustFtpnft(t, "install", "--netns", srv.Path)
+	if !strings.Contains(out, "installed") {
+		t.Fatalf("first install said %q", out)
+	}
+	first := srv.MustExec(t, "nft", "-a", "list", "table", "inet", "ftpnft")
+
+	out = mustFtpnft(t, "install", "--netns", srv.Path)
+	if !strings.Contains(out, "unchanged") {
+		t.Fatalf("second install said %q, want unchanged", out)
+	}
+	if second := srv.MustExec(t, "nft", "-a", "list", "table", "inet", "ftpnft"); second != first {
+		t.Fatalf("re-install changed the table:\n--- before\n%s\n--- after\n%s", first, second)
+	}
+
+	out = mustFtpnft(t, "install", "--netns", srv.Path, "--ports", "21,2121", "--allow", "tcp/22")
+	if !strings.Contains(out, "replaced") {
+		t.Fatalf("install with new ports said %q, want replaced", out)
+	}
+	third := srv.MustExec(t, "nft", "-a", "list", "table", "inet", "ftpnft")
+	if !strings.Contains(third, "tcp dport 2121 ct state new ct helper set") || !strings.Contains(third, "tcp dport 22 counter") {
+		t.Fatalf("replaced table lacks the new ports:\n%s", third)
+	}
+	if strings.Count(third, "chain input") != 1 || strings.Count(third, "ct helper ftp-helper {") != 1 {
+		t.Fatalf("duplicate chains or helpers after replace:\n%s", third)
+	}
+	if list, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/"), okTimeout); err != nil || !bytes.Contains(list, []byte("hello.txt")) {
+		t.Fatalf("FTP after replace: %v\n%s", err, list)
+	}
+	if got := listForeign(); got != foreignBefore {
+		t.Fatalf("install changed foreign tables:\n--- before\n%s\n--- after\n%s", foreignBefore, got)
+	}
+
+	out = mustFtpnft(t, "uninstall", "--netns", srv.Path)
+	if !strings.Contains(out, "removed") {
+		t.Fatalf("uninstall said %q", out)
+	}
+	out = mustFtpnft(t, "uninstall", "--netns", srv.Path)
+	if !strings.Contains(out, "nothing to remove") {
+		t.Fatalf("second uninstall said %q", out)
+	}
+	if rs := srv.NftList(t); strings.Contains(rs, "table inet ftpnft") {
+		t.Fatalf("ruleset after uninstall still mentions ftpnft:\n%s", rs)
+	}
+	if got := listForeign(); got != foreignBefore {
+		t.Fatalf("uninstall changed foreign tables:\n--- before\n%s\n--- after\n%s", foreignBefore, got)
+	}
+
+	// A foreign table with ftpnft's name is refused and left alone.
+	srv.NftApply(t, "table inet ftpnft {\n\tchain mine {\n\t\tcounter\n\t}\n}\n")
+	before := srv.NftList(t)
+	for _, cmd := range []string{"install", "uninstall"} {
+		code, _, stderr := ftpnft(t, cmd, "--netns", srv.Path)
+		if code != 1 || !strings.Contains(stderr, "not created by ftpnft") {
+			t.Fatalf("%s over a foreign table named ftpnft: exit %d, %s", cmd, code, stderr)
+		}
+	}
+	if after := srv.NftList(t); after != before {
+		t.Fatalf("foreign table named ftpnft changed:\n%s", after)
+	}
+}
+
+// TestRenderEqualsInstall loads `ftpnft render` with nft -f in one namespace
+// and runs `ftpnft install` in another: the kernel must hold the same ruleset,
+// and status must recognise the nft-loaded table as matching.
+func TestRenderEqualsInstall(t *testing.T) {
+	RequireRoot(t)
+	a := NewHost(t, "nft")
+	b := NewHost(t, "netlink")
+	args := []string{"--ports", "21,990", "--allow", "tcp/22", "--allow", "udp/53", "--policy", "accept"}
+	rendered := mustFtpnft(t, append([]string{"render"}, args...)...)
+	if _, stderr, err := a.Exec(t, "sh", "-c", "nft -c -f - <<'EOF'\n"+rendered+"EOF\n"); err != nil {
+		t.Fatalf("nft -c rejects render output: %v %s", err, stderr)
+	}
+	a.NftApply(t, rendered)
+	mustFtpnft(t, append([]string{"install", "--netns", b.Path}, args...)...)
+	if la, lb := a.NftList(t), b.NftList(t); la != lb {
+		t.Fatalf("nft -f of render and install differ:\n--- nft -f\n%s\n--- install\n%s", la, lb)
+	}
+	// The rendered text replaces an existing table too (it deletes it first).
+	a.NftApply(t, rendered)
+	out := mustFtpnft(t, append([]string{"install", "--netns", a.Path}, args...)...)
+	if !strings.Contains(out, "unchanged") {
+		t.Fatalf("install over the identical nft-loaded table said %q, want unchanged", out)
+	}
+	var st struct {
+		nft.Status
+	}
+	js := mustFtpnft(t, append([]string{"status", "--json", "--netns", a.Path}, args...)...)
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !st.Installed || !st.Owned || !st.Matches {
+		t.Fatalf("status of nft-loaded render: %s", js)
+	}
+}
+
+// TestStatusShowsHelperAndRelated reads the rule counters after a passive
+// transfer: the helper was assigned and related data was admitted.
+func TestStatusShowsHelperAndRelated(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	if _, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/hello.txt"), okTimeout); err != nil {
+		t.Fatal(err)
+	}
+	js := mustFtpnft(t, "status", "--json", "--netns", srv.Path)
+	var st struct {
+		nft.Status
+		Kernel struct {
+			Available bool `json:"available"`
+		} `json:"kernel"`
+	}
+	if err := json.Unmarshal([]byte(js), &st); err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]uint64{}
+	for _, c := range st.Counters {
+		counts[c.Rule] = c.Packets
+	}
+	if !st.Installed || !st.Matches || st.Policy != nft.PolicyDrop || len(st.Ports) != 1 || st.Ports[0] != 21 || !st.Kernel.Available {
+		t.Fatalf("status: %s", js)
+	}
+	if len(st.Helpers) != 1 || st.Helpers[0].Type != "ftp" || st.Helpers[0].Name != nft.HelperObject {
+		t.Fatalf("status helpers: %+v", st.Helpers)
+	}
+	if counts["assign ftp helper port 21"] == 0 || counts["related ftp data"] == 0 {
+		t.Fatalf("counters do not show helper assignment and related data: %v", counts)
+	}
+	human := mustFtpnft(t, "status", "--netns", srv.Path)
+	for _, want := range []string{"installed, matches the configuration", "ftp-helper", "ports:    21", "policy:   drop", "related ftp data"} {
+		if !strings.Contains(human, want) {
+			t.Fatalf("status output lacks %q:\n%s", want, human)
+		}
+	}
+}
+
+// TestLibrary drives the nft package directly, as a Go program embedding
+// ftpnft would, and shows that a batch the kernel rejects changes nothing.
+func TestLibrary(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	cfg := nft.DefaultConfig()
+	rs, err := nft.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := nft.Apply(rs, nft.WithNetNS(srv.Path)); err != nil || !res.Changed {
+		t.Fatalf("Apply = %+v, %v", res, err)
+	}
+	if _, err := Curl(t, cli, EPSV, URL(srv.V6, 21, "/hello.txt"), okTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	// A kernel-side failure in the middle of the batch: the ruleset is
+	// byte-identical afterwards, handles included.
+	before := srv.MustExec(t, "nft", "-a", "list", "ruleset")
+	broken, err := nft.Build(nft.Config{Table: cfg.Table, Ports: []uint16{21, 2121}, Policy: nft.PolicyDrop})
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Helpers[0].Type = "no-such-helper"
+	_, err = nft.Apply(broken, nft.WithNetNS(srv.Path))
+	var nerr *nft.Error
+	if !errors.As(err, &nerr) || nerr.Op != "install" {
+		t.Fatalf("Apply of a broken ruleset: %v, want *nft.Error for install", err)
+	}
+	if after := srv.MustExec(t, "nft", "-a", "list", "ruleset"); after != before {
+		t.Fatalf("failed batch changed the ruleset:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+
+	st, err := nft.ReadStatus(rs, nft.WithNetNS(srv.Path))
+	if err != nil || !st.Matches {
+		t.Fatalf("ReadStatus = %+v, %v", st, err)
+	}
+	if removed, err := nft.Remove(cfg.Table, nft.WithNetNS(srv.Path)); err != nil || !removed {
+		t.Fatalf("Remove = %v, %v", removed, err)
+	}
+}
+
+// TestUnprivileged runs ftpnft as an unprivileged user: a one-line error that
+// says what to do, exit 1, and no change.
+func TestUnprivileged(t *testing.T) {
+	RequireRoot(t)
+	srv, _ := NewPair(t)
+	before := srv.NftList(t)
+	for _, cmd := range []string{"install", "status", "uninstall"} {
+		c := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ftpnftBin, cmd, "--netns", srv.Path)
+		out, err := c.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("%s as nobody: %v\n%s", cmd, err, out)
+		}
+		if !strings.Contains(string(out), "CAP_NET_ADMIN") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+			t.Fatalf("%s as nobody: want one line naming CAP_NET_ADMIN, got %q", cmd, out)
+		}
+	}
+	if after := srv.NftList(t); after != before {
+		t.Fatalf("unprivileged run changed the ruleset:\n%s", after)
+	}
+}

@@ -1,0 +1,34 @@
+//go:build netns
+
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// ftpnftBin is the ftpnft binary built from this tree for the tests, so they
+// drive the CLI exactly as a user does.
+var ftpnftBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ftpnft-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ftpnftBin = filepath.Join(dir, "ftpnft")
+	build := exec.Command("go", "build", "-o", ftpnftBin, "../cmd/ftpnft")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building ftpnft:", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}

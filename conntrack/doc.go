@@ -1,5 +1,28 @@
-// Package conntrack will read the kernel's conntrack expectations and the
-// data connections they admit (github.com/ti-mo/conntrack), to confirm that
-// the FTP helper relates data connections. It is built by issue 3 and holds
-// no code yet.
+// Package conntrack reads the kernel's conntrack expectations and the data
+// connections they admit, to confirm that the FTP helper relates data
+// connections. It is built on github.com/ti-mo/conntrack but exposes types of
+// its own: [Expectation], [Related] and [Event], with netip addresses and
+// stable JSON field names.
+//
+// [List] returns the live expectations of a namespace. [Watch] streams
+// events until its context ends: "new" and "destroy" for expectations, and
+// "related" when a data connection is admitted as an expected connection,
+// so a caller can follow control connection -> expectation -> data
+// connection.
+//
+// # Lost events
+//
+// The kernel drops multicast events when a listener's socket buffer is full
+// and tells the listener with ENOBUFS. Watch does not end then: it opens a
+// new socket, lists the expectations again to resynchronise, reports the
+// differences as "new" and "destroy" events, and reports a "lost" event that
+// says that events were missed and how many of the differences it could
+// account for. Related events in the gap cannot be recovered.
+//
+// # Namespaces
+//
+// [WithNetNS] and [WithNetNSFd] work in another network namespace: the
+// netlink sockets are created there, the calling thread never moves. When a
+// watched namespace's path disappears (ip netns del), Watch ends with an
+// error wrapping [ErrNetNSGone].
 package conntrack

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -34,6 +35,9 @@ Usage:
   ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
   ftpnft status    [flags]   show the table as the kernel holds it
   ftpnft render    [flags]   print what install would create, in nft syntax
+  ftpnft expectations [--helper ftp] [--json] [--watch]
+                             list the kernel's conntrack expectations, or watch
+                             them and the data connections they admit
   ftpnft help                show this help
 
 Flags (every command):
@@ -53,12 +57,19 @@ Flags (install):
 Flags (status):
   --json              print one JSON object
 
+Flags (expectations):
+  --helper NAME       only this kernel helper's expectations (default "ftp";
+                      "" for all)
+  --watch             stream events until interrupted: new, destroy, related
+                      (a data connection admitted as expected), lost
+  --json              a JSON array; with --watch one JSON object per line
+
 Exit status: 0 ok, 1 failure (permission, kernel), 2 usage or invalid input.
 A failed install or uninstall changes nothing.
 `
 
 // run is the whole command line program; main only exits with its result.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -69,6 +80,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	case "install", "uninstall", "status", "render":
+	case "expectations":
+		return expectations(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "ftpnft: unknown command %q (try: ftpnft help)\n", cmd)
 		return exitUsage
@@ -177,7 +190,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 }
 
 // netnsNames are what `ip netns add` accepts as a name.
-var netnsName = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+var (
+	netnsName         = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
+	helperNamePattern = regexp.MustCompile(`^[a-z0-9_-]{0,15}$`)
+)
 
 // netnsPath resolves a namespace name (under /var/run/netns) or path and
 // checks that it exists.

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/ftpnft/ftpnft/conntrack"
+)
+
+func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ftpnft expectations", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	netns := fs.String("netns", "", "")
+	helperName := fs.String("helper", "ftp", "")
+	watch := fs.Bool("watch", false, "")
+	asJSON := fs.Bool("json", false, "")
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	}
+	if err == nil && fs.NArg() > 0 {
+		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err == nil && !helperNamePattern.MatchString(*helperName) {
+		err = fmt.Errorf("helper %q: want a kernel helper name such as ftp", *helperName)
+	}
+	opts := []conntrack.Option{conntrack.WithHelper(*helperName)}
+	if err == nil && *netns != "" {
+		var p string
+		if p, err = netnsPath(*netns); err == nil {
+			opts = append(opts, conntrack.WithNetNS(p))
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ftpnft expectations: %v\n", err)
+		return exitUsage
+	}
+
+	if *watch {
+		enc := json.NewEncoder(stdout)
+		err := conntrack.Watch(ctx, func(ev conntrack.Event) {
+			if *asJSON {
+				enc.Encode(ev)
+			} else {
+				fmt.Fprintln(stdout, ev)
+			}
+		}, opts...)
+		if err != nil {
+			return fail(stderr, "expectations", err)
+		}
+		return exitOK
+	}
+
+	xs, err := conntrack.List(opts...)
+	if err != nil {
+		return fail(stderr, "expectations", err)
+	}
+	if *asJSON {
+		b, err := json.Marshal(xs)
+		if err != nil {
+			return fail(stderr, "expectations", err)
+		}
+		fmt.Fprintf(stdout, "%s\n", b)
+		return exitOK
+	}
+	if len(xs) == 0 {
+		fmt.Fprintln(stdout, "no expectations")
+		return exitOK
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "HELPER\tPROTO\tEXPECTED DATA CONNECTION\tCONTROL CONNECTION\tTIME LEFT")
+	for _, x := range xs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%ds\n", x.Helper, x.Proto, x.Expected, x.Master, x.Timeout)
+	}
+	tw.Flush()
+	return exitOK
+}

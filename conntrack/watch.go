@@ -1,0 +1,379 @@
+package conntrack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+)
+
+// ErrNetNSGone reports that the watched network namespace's path was
+// removed (ip netns del) or now names another namespace.
+var ErrNetNSGone = errors.New("network namespace was deleted")
+
+// Option configures List and Watch.
+type Option func(*options)
+
+type options struct {
+	netnsPath  string
+	netnsFd    int
+	helper     string
+	readBuffer int
+	nsPoll     time.Duration
+}
+
+// WithNetNS works in the network namespace at path, such as
+// /var/run/netns/NAME or /proc/PID/ns/net.
+func WithNetNS(path string) Option { return func(o *options) { o.netnsPath = path } }
+
+// WithNetNSFd works in the network namespace of an open file descriptor,
+// which the caller keeps open and owns.
+func WithNetNSFd(fd int) Option { return func(o *options) { o.netnsFd = fd } }
+
+// WithHelper keeps only expectations (and related connections) of the named
+// kernel helper; "" keeps all. The default is "ftp".
+func WithHelper(name string) Option { return func(o *options) { o.helper = name } }
+
+// WithReadBuffer sets the receive buffer of the watch socket in bytes. A
+// larger buffer loses fewer events under bursts; tests use a tiny one to
+// provoke losses.
+func WithReadBuffer(bytes int) Option { return func(o *options) { o.readBuffer = bytes } }
+
+func collect(opts []Option) options {
+	o := options{netnsFd: -1, helper: "ftp", nsPoll: 500 * time.Millisecond}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return o
+}
+
+// namespace opens the namespace the options name; close releases it.
+type namespace struct {
+	file *os.File
+	fd   int // -1: the caller's namespace
+	ino  uint64
+	path string
+}
+
+func openNamespace(o options) (*namespace, error) {
+	switch {
+	case o.netnsPath != "":
+		f, err := os.Open(o.netnsPath)
+		if err != nil {
+			return nil, fmt.Errorf("open network namespace %s: %w", o.netnsPath, err)
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("stat network namespace %s: %w", o.netnsPath, err)
+		}
+		return &namespace{file: f, fd: int(f.Fd()), ino: st.Ino, path: o.netnsPath}, nil
+	case o.netnsFd >= 0:
+		return &namespace{fd: o.netnsFd}, nil
+	}
+	return &namespace{fd: -1}, nil
+}
+
+func (n *namespace) close() {
+	if n.file != nil {
+		n.file.Close()
+	}
+}
+
+// gone reports whether the namespace's path no longer names it.
+func (n *namespace) gone() bool {
+	if n.path == "" {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(n.path, &st); err != nil {
+		return true
+	}
+	return st.Ino != n.ino
+}
+
+func (n *namespace) dial() (*ct.Conn, error) {
+	cfg := &netlink.Config{}
+	if n.fd >= 0 {
+		cfg.NetNS = n.fd
+	}
+	c, err := ct.Dial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to conntrack: %w", err)
+	}
+	return c, nil
+}
+
+// List returns the live expectations of the namespace, of helper "ftp"
+// unless [WithHelper] says otherwise, IPv4 and IPv6, ordered by master and
+// expected tuple.
+func List(opts ...Option) ([]Expectation, error) {
+	o := collect(opts)
+	ns, err := openNamespace(o)
+	if err != nil {
+		return nil, err
+	}
+	defer ns.close()
+	c, err := ns.dial()
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return list(c, o.helper)
+}
+
+func list(c *ct.Conn, helper string) ([]Expectation, error) {
+	xs, err := c.DumpExpect()
+	if err != nil {
+		return nil, fmt.Errorf("list expectations: %w", err)
+	}
+	out := []Expectation{}
+	for _, x := range xs {
+		if helper == "" || x.HelpName == helper {
+			out = append(out, expectationOf(x))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	return out, nil
+}
+
+// key identifies an expectation across events and dumps.
+func key(e Expectation) string {
+	return e.Helper + " " + e.Master.String() + " " + e.Expected.String()
+}
+
+// listener is one subscription to conntrack events.
+type listener struct {
+	conn   *ct.Conn
+	events chan ct.Event
+	errs   chan error
+}
+
+var watchGroups = []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTExpNew, netfilter.GroupCTExpDestroy}
+
+func listen(ns *namespace, readBuffer int) (*listener, error) {
+	c, err := ns.dial()
+	if err != nil {
+		return nil, err
+	}
+	if readBuffer > 0 {
+		if err := c.SetReadBuffer(readBuffer); err != nil {
+			c.Close()
+			return nil, fmt.Errorf("set read buffer: %w", err)
+		}
+	}
+	l := &listener{conn: c, events: make(chan ct.Event, 64)}
+	if l.errs, err = c.Listen(l.events, 1, watchGroups); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("listen for conntrack events: %w", err)
+	}
+	return l, nil
+}
+
+// close stops the listener. The library's Close waits for its worker, which
+// may be blocked sending an event or an error, so both are drained meanwhile.
+func (l *listener) close() {
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-l.events:
+			case <-l.errs:
+			case <-done:
+				return
+			}
+		}
+	}()
+	l.conn.Close()
+	close(done)
+}
+
+// Watch reports events to handle until ctx ends (then it returns nil) or the
+// watch cannot go on (the namespace was deleted: an error wrapping
+// [ErrNetNSGone]; or netlink failed). handle runs on Watch's goroutine; while
+// it runs, events queue in the kernel, so it should be quick. Watch leaves no
+// goroutine behind when it returns.
+func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
+	o := collect(opts)
+	ns, err := openNamespace(o)
+	if err != nil {
+		return err
+	}
+	defer ns.close()
+
+	query, err := ns.dial()
+	if err != nil {
+		return err
+	}
+	defer query.Close()
+
+	w := &watcher{o: o, query: query, handle: handle, known: map[string]Expectation{}, masters: map[Tuple]master{}}
+	l, err := listen(ns, o.readBuffer)
+	if err != nil {
+		return err
+	}
+	defer func() { l.close() }()
+	// Listen first, then list, so that nothing falls between the two.
+	if err := w.resync(false); err != nil {
+		return err
+	}
+
+	tick := time.NewTicker(o.nsPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-l.events:
+			w.event(ev)
+		case err := <-l.errs:
+			if !errors.Is(err, syscall.ENOBUFS) {
+				if ns.gone() {
+					return fmt.Errorf("watch %s: %w", ns.path, ErrNetNSGone)
+				}
+				return fmt.Errorf("watch conntrack events: %w", err)
+			}
+			// The worker has ended; replace the socket and resynchronise.
+			l.close()
+			if l, err = listen(ns, o.readBuffer); err != nil {
+				return err
+			}
+			if err := w.resync(true); err != nil {
+				return err
+			}
+		case now := <-tick.C:
+			w.forget(now.Add(-masterMemory))
+			if ns.gone() {
+				return fmt.Errorf("watch %s: %w", ns.path, ErrNetNSGone)
+			}
+		}
+	}
+}
+
+// watcher holds what a watch knows.
+type watcher struct {
+	o      options
+	query  *ct.Conn
+	handle func(Event)
+	// known are the live expectations by key.
+	known map[string]Expectation
+	// masters maps a control connection to its helper, learned from
+	// expectations, to name the helper of related connections.
+	masters map[Tuple]master
+}
+
+// master is what a watch remembers of a control connection.
+type master struct {
+	helper string
+	seen   time.Time
+}
+
+// masterMemory is how long a control connection's helper is remembered after
+// its last expectation: long enough for the data connection to arrive.
+const masterMemory = 2 * time.Minute
+
+// forget drops control connections that have no live expectation and were
+// last seen before cutoff, so a long watch does not grow.
+func (w *watcher) forget(cutoff time.Time) {
+	live := map[Tuple]bool{}
+	for _, x := range w.known {
+		live[x.Master] = true
+	}
+	for t, m := range w.masters {
+		if !live[t] && m.seen.Before(cutoff) {
+			delete(w.masters, t)
+		}
+	}
+}
+
+func (w *watcher) wanted(helper string) bool { return w.o.helper == "" || helper == w.o.helper }
+
+func (w *watcher) event(ev ct.Event) {
+	switch {
+	case ev.Type == ct.EventExpNew && ev.Expect != nil:
+		x := expectationOf(*ev.Expect)
+		w.known[key(x)] = x
+		w.masters[x.Master] = master{x.Helper, time.Now()}
+		if w.wanted(x.Helper) {
+			w.handle(Event{Type: EventNew, Expectation: &x})
+		}
+	case ev.Type == ct.EventExpDestroy && ev.Expect != nil:
+		x := expectationOf(*ev.Expect)
+		delete(w.known, key(x))
+		if w.wanted(x.Helper) {
+			w.handle(Event{Type: EventDestroy, Expectation: &x})
+		}
+	case ev.Type == ct.EventNew && ev.Flow != nil:
+		r, ok := relatedOf(*ev.Flow)
+		if !ok {
+			return
+		}
+		r.Helper = w.helperOf(r.Master)
+		if w.wanted(r.Helper) {
+			w.handle(Event{Type: EventRelated, Related: &r})
+		}
+	}
+}
+
+// helperOf names the helper of a control connection: from the expectations
+// seen, or else by asking the kernel for the master connection.
+func (w *watcher) helperOf(t Tuple) string {
+	if m, ok := w.masters[t]; ok {
+		return m.helper
+	}
+	f := ct.Flow{TupleOrig: ct.Tuple{
+		IP:    ct.IPTuple{SourceAddress: t.Src, DestinationAddress: t.Dst},
+		Proto: ct.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: t.SPort, DestinationPort: t.DPort},
+	}}
+	got, err := w.query.Get(f)
+	if err != nil {
+		return ""
+	}
+	w.masters[t] = master{got.Helper.Name, time.Now()}
+	return got.Helper.Name
+}
+
+// resync lists the expectations and, when lost is true, reports a lost event
+// and the differences from what the watch knew.
+func (w *watcher) resync(lost bool) error {
+	xs, err := list(w.query, "")
+	if err != nil {
+		return err
+	}
+	now := map[string]Expectation{}
+	for _, x := range xs {
+		now[key(x)] = x
+		w.masters[x.Master] = master{x.Helper, time.Now()}
+	}
+	if !lost {
+		w.known = now
+		return nil
+	}
+	var diffs []Event
+	for k, x := range now {
+		if _, ok := w.known[k]; !ok && w.wanted(x.Helper) {
+			x := x
+			diffs = append(diffs, Event{Type: EventNew, Expectation: &x})
+		}
+	}
+	for k, x := range w.known {
+		if _, ok := now[k]; !ok && w.wanted(x.Helper) {
+			x := x
+			diffs = append(diffs, Event{Type: EventDestroy, Expectation: &x})
+		}
+	}
+	w.known = now
+	w.handle(Event{Type: EventLost, Resynced: len(diffs)})
+	for _, d := range diffs {
+		w.handle(d)
+	}
+	return nil
+}

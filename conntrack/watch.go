@@ -312,6 +312,10 @@ func (w *watcher) event(ev ct.Event) {
 			w.handle(Event{Type: EventDestroy, Expectation: &x})
 		}
 	case ev.Type == ct.EventNew && ev.Flow != nil:
+		if ev.Flow.Helper.Name != "" {
+			// A control connection that got a helper.
+			w.masters[tupleOf(ev.Flow.TupleOrig)] = master{ev.Flow.Helper.Name, time.Now()}
+		}
 		r, ok := relatedOf(*ev.Flow)
 		if !ok {
 			return
@@ -328,6 +332,9 @@ func (w *watcher) event(ev ct.Event) {
 func (w *watcher) helperOf(t Tuple) string {
 	if m, ok := w.masters[t]; ok {
 		return m.helper
+	}
+	if w.query == nil {
+		return ""
 	}
 	f := ct.Flow{TupleOrig: ct.Tuple{
 		IP:    ct.IPTuple{SourceAddress: t.Src, DestinationAddress: t.Dst},
@@ -348,6 +355,13 @@ func (w *watcher) resync(lost bool) error {
 	if err != nil {
 		return err
 	}
+	w.reconcile(xs, lost)
+	return nil
+}
+
+// reconcile replaces what the watch knows with the listed expectations xs
+// and, when events were lost, reports the loss and the differences.
+func (w *watcher) reconcile(xs []Expectation, lost bool) {
 	now := map[string]Expectation{}
 	for _, x := range xs {
 		now[key(x)] = x
@@ -355,7 +369,7 @@ func (w *watcher) resync(lost bool) error {
 	}
 	if !lost {
 		w.known = now
-		return nil
+		return
 	}
 	var diffs []Event
 	for k, x := range now {
@@ -375,5 +389,4 @@ func (w *watcher) resync(lost bool) error {
 	for _, d := range diffs {
 		w.handle(d)
 	}
-	return nil
 }

@@ -28,7 +28,12 @@ type options struct {
 	helper     string
 	readBuffer int
 	nsPoll     time.Duration
+	ready      func()
 }
+
+// WithReady calls ready once Watch is subscribed and has listed the live
+// expectations: every event from then on will be reported.
+func WithReady(ready func()) Option { return func(o *options) { o.ready = ready } }
 
 // WithNetNS works in the network namespace at path, such as
 // /var/run/netns/NAME or /proc/PID/ns/net.
@@ -224,6 +229,9 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 	// Listen first, then list, so that nothing falls between the two.
 	if err := w.resync(false); err != nil {
 		return err
+	}
+	if o.ready != nil {
+		o.ready()
 	}
 
 	tick := time.NewTicker(o.nsPoll)

@@ -117,9 +117,23 @@ type Host struct {
 	V4   netip.Addr // this host's IPv4 address on its first link; zero if none
 	V6   netip.Addr // this host's IPv6 address on its first link; zero if none
 
-	role  string
-	mu    sync.Mutex
-	procs []*proc // started with Start, stopped at teardown at the latest
+	role    string
+	mu      sync.Mutex
+	procs   []*proc // started with Start, stopped at teardown at the latest
+	deleted bool    // removed early by Delete
+}
+
+// Delete removes the namespace's name now (`ip netns del`), as an admin
+// would while something still watches it. Processes in it keep running until
+// teardown, which then skips the deletion.
+func (h *Host) Delete(t testing.TB) {
+	t.Helper()
+	if _, _, err := runCommand(execTimeout, nil, nil, "ip", "netns", "del", h.Name); err != nil {
+		t.Fatalf("delete %s: %v", h.Name, err)
+	}
+	h.mu.Lock()
+	h.deleted = true
+	h.mu.Unlock()
 }
 
 // NewHost creates a network namespace for role (lower-case letters, digits and
@@ -491,12 +505,15 @@ func (p *proc) stop() error {
 // teardown kills every process in the namespace and deletes it.
 func (h *Host) teardown(t testing.TB) {
 	h.mu.Lock()
-	procs := h.procs
+	procs, deleted := h.procs, h.deleted
 	h.mu.Unlock()
 	for _, p := range procs {
 		if err := p.stop(); err != nil {
 			t.Error(err)
 		}
+	}
+	if deleted {
+		return // `ip netns pids` needs the name; what ran in it was stopped above
 	}
 	// Stragglers: processes not started by Start (e.g. left over by a
 	// timed-out Exec) or orphaned by it.

@@ -43,6 +43,13 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	if *watch {
+		where := "this network namespace"
+		if *netns != "" {
+			where = "network namespace " + *netns
+		}
+		opts = append(opts, conntrack.WithReady(func() {
+			fmt.Fprintf(stderr, "ftpnft: watching expectations of helper %q in %s (Ctrl-C to stop)\n", *helperName, where)
+		}))
 		enc := json.NewEncoder(stdout)
 		err := conntrack.Watch(ctx, func(ev conntrack.Event) {
 			if *asJSON {

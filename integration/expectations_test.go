@@ -95,10 +95,7 @@ func tuple(v any) string {
 // expectation's end (destroy). The negative control: without the helper, the
 // same sessions produce no expectation at all.
 func TestWatchFollowsSessions(t *testing.T) {
-	RequireRoot(t)
-	srv, cli := NewPair(t)
-	StartVsftpd(t, srv, 21, testFiles(t))
-	mustFtpnft(t, "install", "--netns", srv.Path)
+	srv, cli := ftpPair(t)
 
 	sessions := []struct {
 		mode Mode
@@ -181,10 +178,7 @@ func TestWatchFollowsSessions(t *testing.T) {
 // TestListHeldExpectation lists the expectation of a session that sent PASV
 // and waits without connecting, with the CLI (table and JSON) and the library.
 func TestListHeldExpectation(t *testing.T) {
-	RequireRoot(t)
-	srv, cli := NewPair(t)
-	StartVsftpd(t, srv, 21, testFiles(t))
-	mustFtpnft(t, "install", "--netns", srv.Path)
+	srv, cli := ftpPair(t)
 
 	out := mustFtpnft(t, "expectations", "--netns", srv.Path)
 	if strings.TrimSpace(out) != "no expectations" {
@@ -229,10 +223,7 @@ func TestListHeldExpectation(t *testing.T) {
 // many PASV; each replaces the previous expectation), and checks that the
 // loss is reported, the watch resynchronises, and events keep coming.
 func TestWatchRecoversFromOverflow(t *testing.T) {
-	RequireRoot(t)
-	srv, cli := NewPair(t)
-	StartVsftpd(t, srv, 21, testFiles(t))
-	mustFtpnft(t, "install", "--netns", srv.Path)
+	srv, cli := ftpPair(t)
 
 	var mu sync.Mutex
 	var evs []conntrack.Event

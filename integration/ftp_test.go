@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os/exec"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -76,6 +75,17 @@ func testFiles(t testing.TB) map[string][]byte {
 		t.Fatal(err)
 	}
 	return map[string][]byte{"hello.txt": []byte("hello through the firewall\n"), "big.bin": big}
+}
+
+// ftpPair returns a server running vsftpd on port 21 behind
+// `ftpnft install` (policy drop) and a client next to it.
+func ftpPair(t *testing.T) (srv, cli *Host) {
+	t.Helper()
+	RequireRoot(t)
+	srv, cli = NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	return srv, cli
 }
 
 // withoutHelper removes the helper object and its assignment from a rendered
@@ -164,9 +174,6 @@ func TestInstallMakesFTPWork(t *testing.T) {
 		})
 	}
 }
-
-// handles matches the "# handle N" annotations of `nft -a list`.
-var handles = regexp.MustCompile(`# handle \d+`)
 
 // TestReinstallIdempotentAndForeignTablesUntouched installs twice (the second
 // time nothing is sent: rule handles stay the same), changes a flag (the table
@@ -295,10 +302,7 @@ func TestRenderEqualsInstall(t *testing.T) {
 // TestStatusShowsHelperAndRelated reads the rule counters after a passive
 // transfer: the helper was assigned and related data was admitted.
 func TestStatusShowsHelperAndRelated(t *testing.T) {
-	RequireRoot(t)
-	srv, cli := NewPair(t)
-	StartVsftpd(t, srv, 21, testFiles(t))
-	mustFtpnft(t, "install", "--netns", srv.Path)
+	srv, cli := ftpPair(t)
 	if _, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/hello.txt"), okTimeout); err != nil {
 		t.Fatal(err)
 	}

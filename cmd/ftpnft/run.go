@@ -31,6 +31,8 @@ input policy that admits RELATED connections only when the ftp helper
 expected them.
 
 Usage:
+  ftpnft selftest            prove on this kernel, in throwaway namespaces,
+                             that FTP works through ftpnft (and not without it)
   ftpnft install   [flags]   create or update the table (one atomic batch; idempotent)
   ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
   ftpnft status    [flags]   show the table as the kernel holds it
@@ -82,6 +84,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "install", "uninstall", "status", "render":
 	case "expectations":
 		return expectations(ctx, rest, stdout, stderr)
+	case "selftest":
+		return selfTest(ctx, rest, stdout, stderr)
 	default:
 		fmt.Fprintf(stderr, "ftpnft: unknown command %q (try: ftpnft help)\n", cmd)
 		return exitUsage

@@ -1,0 +1,32 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/ftpnft/ftpnft/selftest"
+)
+
+func selfTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
+			fmt.Fprint(stdout, usage)
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "ftpnft selftest: unexpected argument %q\n", args[0])
+		return exitUsage
+	}
+	err := selftest.Run(ctx, stdout)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, selftest.ErrFailed):
+		return exitFailure
+	case ctx.Err() != nil:
+		fmt.Fprintln(stderr, "ftpnft selftest: interrupted; namespaces removed")
+		return exitFailure
+	}
+	return fail(stderr, "selftest", err)
+}

@@ -35,6 +35,9 @@ type request struct {
 	Mode    string        `json:"mode,omitempty"` // PASV, EPSV, PORT, EPRT
 	Path    string        `json:"path,omitempty"`
 	Timeout time.Duration `json:"timeout,omitempty"`
+	// Non20 lets the server open active data connections from any port
+	// instead of port 20, which needs root.
+	Non20 bool `json:"non20,omitempty"`
 }
 
 // reply is a peer's answer.
@@ -85,7 +88,7 @@ func Peer(in io.Reader, out io.Writer) error {
 		var rep reply
 		switch req.Op {
 		case "serve":
-			srv, err := serve(req.Port, payload(req.Size))
+			srv, err := serve(req.Port, payload(req.Size), req.Non20)
 			rep = result(err)
 			server = srv
 		case "fetch":
@@ -109,16 +112,17 @@ func result(err error) reply {
 
 // serve starts an anonymous, read-only FTP server on port serving
 // /payload.bin.
-func serve(port int, data []byte) (*ftpserver.FtpServer, error) {
+func serve(port int, data []byte, non20 bool) (*ftpserver.FtpServer, error) {
 	fs := afero.NewMemMapFs()
 	if err := afero.WriteFile(fs, "/payload.bin", data, 0o644); err != nil {
 		return nil, err
 	}
 	d := &driver{fs: afero.NewReadOnlyFs(fs), settings: &ftpserver.Settings{
-		ListenAddr:        fmt.Sprintf("[::]:%d", port),
-		ConnectionTimeout: 5,
-		IdleTimeout:       30,
-		Banner:            "ftpnft selftest",
+		ListenAddr:              fmt.Sprintf("[::]:%d", port),
+		ConnectionTimeout:       5,
+		ActiveTransferPortNon20: non20,
+		IdleTimeout:             30,
+		Banner:                  "ftpnft selftest",
 	}}
 	srv := ftpserver.NewFtpServer(d)
 	if err := srv.Listen(); err != nil {

@@ -42,9 +42,11 @@ Usage:
                              them and the data connections they admit
   ftpnft help                show this help
 
-Flags (every command):
+Flags (every command but selftest):
   --netns NAME|PATH   work in a network namespace: a name under /var/run/netns
                       or a path such as /proc/PID/ns/net
+
+Flags (install, uninstall, status, render):
   --table NAME        the table's name in family inet (default "ftpnft")
 
 Flags (install, status, render):

@@ -225,7 +225,11 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 	if err != nil {
 		return err
 	}
-	defer func() { l.close() }()
+	defer func() {
+		if l != nil {
+			l.close()
+		}
+	}()
 	// Listen first, then list, so that nothing falls between the two.
 	if err := w.resync(false); err != nil {
 		return err
@@ -251,9 +255,12 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 			}
 			// The worker has ended; replace the socket and resynchronise.
 			l.close()
-			if l, err = listen(ns, o.readBuffer); err != nil {
+			next, err := listen(ns, o.readBuffer)
+			if err != nil {
+				l = nil
 				return err
 			}
+			l = next
 			if err := w.resync(true); err != nil {
 				return err
 			}

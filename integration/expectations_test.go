@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/ftpnft/ftpnft/conntrack"
+	"github.com/ftpnft/ftpnft/nft"
 )
 
 // watchCLI runs `ftpnft expectations --watch --json` for ns and returns once
@@ -160,9 +161,8 @@ func TestWatchFollowsSessions(t *testing.T) {
 
 	// Negative control: no helper, no expectations (active mode still works
 	// for a server, since its data connections are outbound).
-	rendered := mustFtpnft(t, "render")
 	mustFtpnft(t, "uninstall", "--netns", srv.Path)
-	srv.NftApply(t, withoutHelper(t, rendered))
+	srv.NftApply(t, withoutHelper(t, nft.DefaultConfig()))
 	stop = watchCLI(t, srv)
 	if _, err := Curl(t, cli, PORT, URL(srv.V4, 21, "/hello.txt"), okTimeout); err != nil {
 		t.Fatalf("active without helper: %v", err)

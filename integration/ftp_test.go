@@ -88,29 +88,17 @@ func ftpPair(t *testing.T) (srv, cli *Host) {
 	return srv, cli
 }
 
-// withoutHelper removes the helper object and its assignment from a rendered
-// ruleset: the same policy, minus what ftpnft is for. It is the negative
-// control of every scenario.
-func withoutHelper(t testing.TB, ruleset string) string {
+// withoutHelper renders the ruleset of cfg without the helper object and
+// its assignment (nft.Ruleset.WithoutHelper): the same policy, minus what
+// ftpnft is for. It is the negative control of every scenario.
+func withoutHelper(t testing.TB, cfg nft.Config) string {
 	t.Helper()
-	var out []string
-	skip := false
-	for _, line := range strings.Split(ruleset, "\n") {
-		switch {
-		case strings.HasPrefix(line, "\tct helper "):
-			skip = true
-		case skip && line == "\t}":
-			skip = false
-			continue
-		case strings.Contains(line, "ct helper set"):
-			continue
-		}
-		if !skip {
-			out = append(out, line)
-		}
+	rs, err := nft.Build(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	s := strings.Join(out, "\n")
-	if strings.Contains(s, "ct helper set") || strings.Contains(s, "type \"ftp\"") || s == ruleset {
+	s := rs.WithoutHelper().Render()
+	if strings.Contains(s, "ct helper set") || strings.Contains(s, "type \"ftp\"") || s == rs.Render() {
 		t.Fatalf("withoutHelper did not remove the helper:\n%s", s)
 	}
 	return s
@@ -159,9 +147,10 @@ func TestInstallMakesFTPWork(t *testing.T) {
 			}
 
 			// Negative control: the same drop policy without the helper.
-			rendered := mustFtpnft(t, "render", "--policy", "drop", "--ports", fmt.Sprint(port))
+			cfg := nft.DefaultConfig()
+			cfg.Ports = []uint16{uint16(port)}
 			mustFtpnft(t, "uninstall", "--netns", srv.Path)
-			srv.NftApply(t, withoutHelper(t, rendered))
+			srv.NftApply(t, withoutHelper(t, cfg))
 			for _, fam := range families(srv) {
 				t.Run(fam.name+"/without-helper", func(t *testing.T) {
 					list, err := Curl(t, cli, fam.modes[0], URL(fam.addr, port, "/"), blockedTimeout)

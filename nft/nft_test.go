@@ -248,3 +248,20 @@ func TestMissingNetNS(t *testing.T) {
 		t.Fatalf("Apply in a missing namespace: %v, want os.ErrNotExist", err)
 	}
 }
+
+func TestWithoutHelper(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Ports = []uint16{21, 2121}
+	rs := mustBuild(t, cfg)
+	bare := rs.WithoutHelper().Render()
+	if strings.Contains(bare, "ct helper set") || strings.Contains(bare, `type "ftp"`) {
+		t.Fatalf("helper still present:\n%s", bare)
+	}
+	if !strings.Contains(bare, "policy drop") || !strings.Contains(bare, `ct state related ct helper "ftp"`) ||
+		!strings.Contains(bare, "tcp dport 2121 ct state new counter accept") {
+		t.Fatalf("policy not kept:\n%s", bare)
+	}
+	if !strings.Contains(rs.Render(), "ct helper set") {
+		t.Fatal("WithoutHelper modified its receiver")
+	}
+}

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/google/nftables"
@@ -134,6 +135,29 @@ func Build(c Config) (*Ruleset, error) {
 
 	rs.Chains = []Chain{pre, in}
 	return rs, nil
+}
+
+// WithoutHelper returns a copy of rs without its ct helper objects and the
+// rules that assign them: the same policy, minus what ftpnft is for. It is the
+// negative control of ftpnft's tests and of selftest: under it passive FTP
+// data connections are dropped.
+func (rs *Ruleset) WithoutHelper() *Ruleset {
+	bare := &Ruleset{Table: rs.Table}
+	for _, c := range rs.Chains {
+		c.Rules = slices.DeleteFunc(slices.Clone(c.Rules), assignsHelper)
+		bare.Chains = append(bare.Chains, c)
+	}
+	return bare
+}
+
+// assignsHelper reports whether r sets a ct helper.
+func assignsHelper(r Rule) bool {
+	for _, s := range r.stmts {
+		if _, ok := s.(ctHelperSet); ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Render returns the ruleset in nft syntax, as "nft -f" accepts it. The

@@ -118,8 +118,7 @@ func Run(ctx context.Context, w io.Writer) error {
 		return ctx.Err()
 	}
 	r.printf("negative control (the same policy without the helper):\n")
-	bare := withoutHelper(rs)
-	if _, err := nft.Apply(bare, nft.WithNetNS(srv.nsPath)); err != nil {
+	if _, err := nft.Apply(rs.WithoutHelper(), nft.WithNetNS(srv.nsPath)); err != nil {
 		return err
 	}
 	drain(events)
@@ -235,21 +234,6 @@ func assignCount(rs *nft.Ruleset, nsPath string) (uint64, error) {
 		}
 	}
 	return n, nil
-}
-
-// withoutHelper is rs without its helper objects and the rules that assign
-// them: the same policy, minus what ftpnft is for.
-func withoutHelper(rs *nft.Ruleset) *nft.Ruleset {
-	bare := *rs
-	bare.Helpers = nil
-	bare.Chains = nil
-	for _, c := range rs.Chains {
-		if c.Hook == "prerouting" {
-			c.Rules = nil
-		}
-		bare.Chains = append(bare.Chains, c)
-	}
-	return &bare
 }
 
 // watch streams the server namespace's conntrack events into a channel.

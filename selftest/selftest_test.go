@@ -8,8 +8,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/ftpnft/ftpnft/nft"
 )
 
 // freePort returns a TCP port that was free a moment ago.
@@ -84,22 +82,5 @@ func TestReadReply(t *testing.T) {
 	}
 	if got, err := readReply(r); err != nil || got != "220 hello" {
 		t.Fatalf("single-line reply: %q, %v", got, err)
-	}
-}
-
-func TestWithoutHelper(t *testing.T) {
-	rs, err := nft.Build(nft.DefaultConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	bare := withoutHelper(rs).Render()
-	if strings.Contains(bare, "ct helper set") || strings.Contains(bare, `type "ftp"`) {
-		t.Fatalf("helper still present:\n%s", bare)
-	}
-	if !strings.Contains(bare, "policy drop") || !strings.Contains(bare, `ct state related ct helper "ftp"`) {
-		t.Fatalf("policy not kept:\n%s", bare)
-	}
-	if !strings.Contains(rs.Render(), "ct helper set") {
-		t.Fatal("withoutHelper modified its argument")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"strings"
 
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
@@ -133,24 +134,14 @@ func (e Event) String() string {
 	case e.Expectation != nil:
 		x := e.Expectation
 		return fmt.Sprintf("[%s] %s %s expect %s for control %s timeout %ds",
-			upper(e.Type), x.Helper, x.Proto, x.Expected, x.Master, x.Timeout)
+			strings.ToUpper(string(e.Type)), x.Helper, x.Proto, x.Expected, x.Master, x.Timeout)
 	case e.Related != nil:
 		r := e.Related
 		return fmt.Sprintf("[%s] %s %s data %s admitted for control %s",
-			upper(e.Type), orUnknown(r.Helper), r.Proto, r.Flow, r.Master)
+			strings.ToUpper(string(e.Type)), orUnknown(r.Helper), r.Proto, r.Flow, r.Master)
 	default:
-		return fmt.Sprintf("[%s] kernel dropped events (socket buffer full); resynchronised, %d expectation(s) changed meanwhile", upper(e.Type), e.Resynced)
+		return fmt.Sprintf("[%s] kernel dropped events (socket buffer full); resynchronised, %d expectation(s) changed meanwhile", strings.ToUpper(string(e.Type)), e.Resynced)
 	}
-}
-
-func upper(t EventType) string {
-	b := []byte(t)
-	for i, c := range b {
-		if 'a' <= c && c <= 'z' {
-			b[i] = c - 'a' + 'A'
-		}
-	}
-	return string(b)
 }
 
 func orUnknown(s string) string {

@@ -93,16 +93,17 @@ func (n *namespace) close() {
 	}
 }
 
-// gone reports whether the namespace's path no longer names it.
-func (n *namespace) gone() bool {
+// goneErr returns an error wrapping ErrNetNSGone when the namespace's path
+// no longer names it, and nil otherwise.
+func (n *namespace) goneErr() error {
 	if n.path == "" {
-		return false
+		return nil
 	}
 	var st unix.Stat_t
-	if err := unix.Stat(n.path, &st); err != nil {
-		return true
+	if err := unix.Stat(n.path, &st); err == nil && st.Ino == n.ino {
+		return nil
 	}
-	return st.Ino != n.ino
+	return fmt.Errorf("watch %s: %w", n.path, ErrNetNSGone)
 }
 
 func (n *namespace) dial() (*ct.Conn, error) {
@@ -248,8 +249,8 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 			w.event(ev)
 		case err := <-l.errs:
 			if !errors.Is(err, syscall.ENOBUFS) {
-				if ns.gone() {
-					return fmt.Errorf("watch %s: %w", ns.path, ErrNetNSGone)
+				if gone := ns.goneErr(); gone != nil {
+					return gone
 				}
 				return fmt.Errorf("watch conntrack events: %w", err)
 			}
@@ -266,8 +267,8 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 			}
 		case now := <-tick.C:
 			w.forget(now.Add(-masterMemory))
-			if ns.gone() {
-				return fmt.Errorf("watch %s: %w", ns.path, ErrNetNSGone)
+			if gone := ns.goneErr(); gone != nil {
+				return gone
 			}
 		}
 	}
@@ -281,8 +282,14 @@ type watcher struct {
 	// known are the live expectations by key.
 	known map[string]Expectation
 	// masters maps a control connection to its helper, learned from
-	// expectations, to name the helper of related connections.
+	// expectations, control connections' NEW events and kernel lookups, to
+	// name the helper of related connections.
 	masters map[Tuple]master
+}
+
+// remember notes that control connection t has helper.
+func (w *watcher) remember(t Tuple, helper string) {
+	w.masters[t] = master{helper, time.Now()}
 }
 
 // master is what a watch remembers of a control connection.
@@ -316,7 +323,7 @@ func (w *watcher) event(ev ct.Event) {
 	case ev.Type == ct.EventExpNew && ev.Expect != nil:
 		x := expectationOf(*ev.Expect)
 		w.known[key(x)] = x
-		w.masters[x.Master] = master{x.Helper, time.Now()}
+		w.remember(x.Master, x.Helper)
 		if w.wanted(x.Helper) {
 			w.handle(Event{Type: EventNew, Expectation: &x})
 		}
@@ -329,7 +336,7 @@ func (w *watcher) event(ev ct.Event) {
 	case ev.Type == ct.EventNew && ev.Flow != nil:
 		if ev.Flow.Helper.Name != "" {
 			// A control connection that got a helper.
-			w.masters[tupleOf(ev.Flow.TupleOrig)] = master{ev.Flow.Helper.Name, time.Now()}
+			w.remember(tupleOf(ev.Flow.TupleOrig), ev.Flow.Helper.Name)
 		}
 		r, ok := relatedOf(*ev.Flow)
 		if !ok {
@@ -359,7 +366,7 @@ func (w *watcher) helperOf(t Tuple) string {
 	if err != nil {
 		return ""
 	}
-	w.masters[t] = master{got.Helper.Name, time.Now()}
+	w.remember(t, got.Helper.Name)
 	return got.Helper.Name
 }
 
@@ -380,7 +387,7 @@ func (w *watcher) reconcile(xs []Expectation, lost bool) {
 	now := map[string]Expectation{}
 	for _, x := range xs {
 		now[key(x)] = x
-		w.masters[x.Master] = master{x.Helper, time.Now()}
+		w.remember(x.Master, x.Helper)
 	}
 	if !lost {
 		w.known = now
@@ -389,13 +396,11 @@ func (w *watcher) reconcile(xs []Expectation, lost bool) {
 	var diffs []Event
 	for k, x := range now {
 		if _, ok := w.known[k]; !ok && w.wanted(x.Helper) {
-			x := x
 			diffs = append(diffs, Event{Type: EventNew, Expectation: &x})
 		}
 	}
 	for k, x := range w.known {
 		if _, ok := now[k]; !ok && w.wanted(x.Helper) {
-			x := x
 			diffs = append(diffs, Event{Type: EventDestroy, Expectation: &x})
 		}
 	}

@@ -185,14 +185,7 @@ func (r *run) session(srv, cli *peer, rs *nft.Ruleset, events <-chan conntrack.E
 		r.fail("helper not assigned to the control connection (rule counter stayed %d)", before)
 	}
 	var expectation, related *conntrack.Event
-	for _, e := range collectUntil(events, eventWait, func(evs []conntrack.Event) bool {
-		for _, e := range evs {
-			if e.Type == conntrack.EventRelated {
-				return true
-			}
-		}
-		return false
-	}) {
+	for _, e := range collectUntil(events, eventWait, func(e conntrack.Event) bool { return e.Type == conntrack.EventRelated }) {
 		switch {
 		case e.Type == conntrack.EventNew && expectation == nil:
 			expectation = &e
@@ -269,23 +262,27 @@ func drain(events <-chan conntrack.Event) {
 	}
 }
 
+// collect gathers events for d.
 func collect(events <-chan conntrack.Event, d time.Duration) []conntrack.Event {
-	return collectUntil(events, d, func([]conntrack.Event) bool { return false })
+	return collectUntil(events, d, func(conntrack.Event) bool { return false })
 }
 
-// collectUntil gathers events until done says so or d passes.
-func collectUntil(events <-chan conntrack.Event, d time.Duration, done func([]conntrack.Event) bool) []conntrack.Event {
+// collectUntil gathers events until one satisfies last (it is included) or
+// d passes.
+func collectUntil(events <-chan conntrack.Event, d time.Duration, last func(conntrack.Event) bool) []conntrack.Event {
 	var evs []conntrack.Event
 	timeout := time.After(d)
-	for !done(evs) {
+	for {
 		select {
 		case e := <-events:
 			evs = append(evs, e)
+			if last(e) {
+				return evs
+			}
 		case <-timeout:
 			return evs
 		}
 	}
-	return evs
 }
 
 // peer is this binary re-executed as a selftest peer in a new network

@@ -5,9 +5,10 @@
 //	ftpnft status --json                # read it back, with counters
 //	ftpnft uninstall                    # remove it
 //	ftpnft expectations --watch         # see data connections being related
+//	ftpnft selftest                     # prove it in throwaway namespaces
 //
-// Every command takes --netns NAME|PATH. Exit status: 0 ok, 1 failure,
+// Every command but selftest takes --netns NAME|PATH. Exit status: 0 ok, 1 failure,
 // 2 usage or invalid input. The command is a thin layer over the nft,
-// conntrack and helper packages: it parses flags and formats output; it makes no netlink
-// calls of its own.
+// conntrack, selftest and helper packages: it parses flags and formats
+// output; it makes no netlink calls of its own.
 package main

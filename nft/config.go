@@ -2,7 +2,9 @@ package nft
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/ftpnft/ftpnft/helper"
@@ -54,6 +56,134 @@ func ParseService(s string) (Service, error) {
 	return Service{Protocol: proto, Port: p}, nil
 }
 
+// Role is what this host does with FTP; a host can have several.
+type Role string
+
+// The roles.
+const (
+	// RoleServer: FTP servers run on this host. Inbound control
+	// connections get the helper and the input chain admits them.
+	RoleServer Role = "server"
+	// RoleClient: this host opens FTP connections. Outbound control
+	// connections get the helper (output hook), so that active-mode data
+	// connections from the server arrive as RELATED.
+	RoleClient Role = "client"
+	// RoleRouter: FTP passes through this host. Forwarded control
+	// connections get the helper and a forward chain applies the policy;
+	// DNAT and masquerade need this role.
+	RoleRouter Role = "router"
+)
+
+// Roles are all roles, in the order ftpnft lists them.
+var Roles = []Role{RoleServer, RoleClient, RoleRouter}
+
+// ParseRoles parses a comma-separated list of roles such as "server,client".
+func ParseRoles(s string) ([]Role, error) {
+	var roles []Role
+	for _, item := range strings.Split(s, ",") {
+		r := Role(strings.TrimSpace(item))
+		if !slices.Contains(Roles, r) {
+			return nil, fmt.Errorf("role %q: want server, client or router (comma separated)", item)
+		}
+		if slices.Contains(roles, r) {
+			return nil, fmt.Errorf("role %q listed twice", r)
+		}
+		roles = append(roles, r)
+	}
+	return roles, nil
+}
+
+// DNAT forwards FTP control connections that reach this host on ListenPort
+// to an inner server, To. The ftp helper is assigned to them, so that
+// nf_nat_ftp rewrites the addresses in the inner server's PASV/EPSV replies
+// and the data connections are translated along.
+type DNAT struct {
+	ListenPort uint16         `json:"listen_port"`
+	To         netip.AddrPort `json:"to"`
+}
+
+// String formats d as "LISTENPORT=ADDR:PORT", the form [ParseDNAT] reads.
+func (d DNAT) String() string { return fmt.Sprintf("%d=%s", d.ListenPort, d.To) }
+
+// ParseDNAT parses "LISTENPORT=ADDR:PORT", such as "21=192.0.2.10:21" or
+// "2121=[2001:db8::10]:21".
+func ParseDNAT(s string) (DNAT, error) {
+	listen, to, ok := strings.Cut(s, "=")
+	if !ok {
+		return DNAT{}, fmt.Errorf("dnat %q: want LISTENPORT=ADDR:PORT such as 21=192.0.2.10:21 or 21=[2001:db8::10]:21", s)
+	}
+	lp, err := helper.ParsePort(listen)
+	if err != nil {
+		return DNAT{}, fmt.Errorf("dnat %q: listen %w", s, err)
+	}
+	host, port, err := splitHostPort(to)
+	if err != nil {
+		return DNAT{}, fmt.Errorf("dnat %q: target %q: %w", s, to, err)
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil || addr.Zone() != "" {
+		return DNAT{}, fmt.Errorf("dnat %q: target address %q: not an IPv4 or IPv6 address", s, host)
+	}
+	p, err := helper.ParsePort(port)
+	if err != nil {
+		return DNAT{}, fmt.Errorf("dnat %q: target %w", s, err)
+	}
+	d := DNAT{ListenPort: lp, To: netip.AddrPortFrom(addr.Unmap(), p)}
+	if err := d.validate(); err != nil {
+		return DNAT{}, err
+	}
+	return d, nil
+}
+
+// splitHostPort splits "ADDR:PORT" or "[ADDR]:PORT", insisting on the
+// brackets for IPv6, where the last colon would otherwise be ambiguous.
+func splitHostPort(s string) (host, port string, err error) {
+	if rest, ok := strings.CutPrefix(s, "["); ok {
+		host, port, ok = strings.Cut(rest, "]:")
+		if !ok {
+			return "", "", fmt.Errorf("want [ADDR]:PORT")
+		}
+		return host, port, nil
+	}
+	i := strings.LastIndex(s, ":")
+	if i < 0 {
+		return "", "", fmt.Errorf("want ADDR:PORT (the port is required)")
+	}
+	host, port = s[:i], s[i+1:]
+	if strings.Contains(host, ":") {
+		return "", "", fmt.Errorf("an IPv6 target needs brackets: [ADDR]:PORT")
+	}
+	return host, port, nil
+}
+
+func (d DNAT) validate() error {
+	a := d.To.Addr()
+	switch {
+	case d.ListenPort == 0:
+		return fmt.Errorf("dnat %s: listen port 0: out of range 1-65535", d)
+	case d.To.Port() == 0:
+		return fmt.Errorf("dnat %s: target port 0: out of range 1-65535", d)
+	case !a.IsValid() || a.Is4In6():
+		return fmt.Errorf("dnat %s: target address %s: want an IPv4 or IPv6 address", d, a)
+	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return fmt.Errorf("dnat %s: target address %s: want a routable unicast address of the inner server", d, a)
+	}
+	return nil
+}
+
+// ifaceName is what ftpnft accepts as a network interface name: what the
+// kernel accepts (at most 15 bytes, no '/', ':' or white space), narrowed
+// to characters that need no quoting anywhere.
+var ifaceName = regexp.MustCompile(`^[A-Za-z0-9_.@+-]{1,15}$`)
+
+// ParseInterface checks a network interface name such as "eth0".
+func ParseInterface(s string) (string, error) {
+	if !ifaceName.MatchString(s) || s == "." || s == ".." {
+		return "", fmt.Errorf("interface %q: want 1 to 15 letters, digits or '_', '.', '@', '+', '-'", s)
+	}
+	return s, nil
+}
+
 // Config is what the user asks for. The zero value is not valid: start from
 // [DefaultConfig].
 type Config struct {
@@ -61,11 +191,23 @@ type Config struct {
 	Table string
 	// Ports are the FTP control ports that get the helper.
 	Ports []uint16
-	// Policy is the input chain's policy.
+	// Roles say which chains ftpnft builds; at least one.
+	Roles []Role
+	// Policy is the policy of the input chain (roles server and client)
+	// and of the forward chain (role router).
 	Policy Policy
-	// Allow lists extra services the input chain admits.
+	// Allow lists extra services (destination ports) that the policy
+	// chains admit: to this host in input, through it in forward.
 	Allow []Service
+	// DNAT forwards control connections to inner servers (role router).
+	DNAT []DNAT
+	// Masquerade lists the interfaces behind which inner clients are
+	// hidden by source NAT (role router).
+	Masquerade []string
 }
+
+// Has reports whether c includes role r.
+func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
 
 // DefaultConfig returns the configuration of a plain FTP server on port 21
 // behind a drop policy.
@@ -73,6 +215,7 @@ func DefaultConfig() Config {
 	return Config{
 		Table:  DefaultTable,
 		Ports:  []uint16{helper.FTP.DefaultPort},
+		Roles:  []Role{RoleServer},
 		Policy: PolicyDrop,
 	}
 }
@@ -103,6 +246,17 @@ func (c Config) Validate() error {
 		}
 		seen[p] = true
 	}
+	if len(c.Roles) == 0 {
+		return fmt.Errorf("roles: at least one of server, client, router is needed")
+	}
+	for i, r := range c.Roles {
+		if !slices.Contains(Roles, r) {
+			return fmt.Errorf("role %q: want server, client or router", r)
+		}
+		if slices.Contains(c.Roles[:i], r) {
+			return fmt.Errorf("role %q listed twice", r)
+		}
+	}
 	if _, err := ParsePolicy(string(c.Policy)); err != nil {
 		return err
 	}
@@ -115,6 +269,35 @@ func (c Config) Validate() error {
 			return fmt.Errorf("service %s allowed twice", s)
 		}
 		seenSvc[s] = true
+	}
+	if len(c.DNAT) > 0 && !c.Has(RoleRouter) {
+		return fmt.Errorf("dnat %s: forwarding needs role router (add --role router)", c.DNAT[0])
+	}
+	type listen struct {
+		v6   bool
+		port uint16
+	}
+	seenListen := map[listen]DNAT{}
+	for _, d := range c.DNAT {
+		if err := d.validate(); err != nil {
+			return err
+		}
+		l := listen{d.To.Addr().Is6(), d.ListenPort}
+		if prev, ok := seenListen[l]; ok {
+			return fmt.Errorf("dnat %s: listen port %d is already forwarded by dnat %s", d, d.ListenPort, prev)
+		}
+		seenListen[l] = d
+	}
+	if len(c.Masquerade) > 0 && !c.Has(RoleRouter) {
+		return fmt.Errorf("masquerade %s: source NAT needs role router (add --role router)", c.Masquerade[0])
+	}
+	for i, m := range c.Masquerade {
+		if _, err := ParseInterface(m); err != nil {
+			return err
+		}
+		if slices.Contains(c.Masquerade[:i], m) {
+			return fmt.Errorf("masquerade %s listed twice", m)
+		}
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strings"
@@ -135,7 +136,7 @@ func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) {
 		chain := c.AddChain(&nftables.Chain{
 			Name:     ch.Name,
 			Table:    table,
-			Type:     nftables.ChainTypeFilter,
+			Type:     nftables.ChainType(ch.Type),
 			Hooknum:  nftables.ChainHookRef(hookNumbers[ch.Hook]),
 			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority)),
 			Policy:   policyRef(ch.Policy),
@@ -254,9 +255,7 @@ func read(c *nftables.Conn, name string) (*installed, error) {
 				ic.Policy = PolicyDrop
 			}
 		}
-		if ch.Type != nftables.ChainTypeFilter {
-			ic.Hook += " type " + string(ch.Type)
-		}
+		ic.Type = string(ch.Type)
 		rules, err := c.GetRules(table, ch)
 		if err != nil {
 			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
@@ -324,14 +323,11 @@ func fingerprintOf(helpers []Helper, chains []installedChain, rules func(install
 	sorted := append([]installedChain(nil), chains...)
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	for _, ch := range sorted {
-		lines = append(lines, fmt.Sprintf("chain %s %s %d %s", ch.Name, ch.Hook, ch.Priority, ch.Policy))
+		lines = append(lines, fmt.Sprintf("chain %s %s %s %d %s", ch.Name, ch.Type, ch.Hook, ch.Priority, ch.Policy))
 		for _, r := range rules(ch) {
 			var b bytes.Buffer
 			for _, e := range r.exprs {
-				if _, ok := e.(*expr.Counter); ok {
-					e = &expr.Counter{}
-				}
-				m, err := expr.Marshal(byte(nftables.TableFamilyINet), e)
+				m, err := expr.Marshal(byte(nftables.TableFamilyINet), canonical(e))
 				if err != nil {
 					m = []byte(fmt.Sprintf("unencodable %T", e))
 				}
@@ -343,29 +339,91 @@ func fingerprintOf(helpers []Helper, chains []installedChain, rules func(install
 	return strings.Join(lines, "\n")
 }
 
-// controlPorts returns the ports of the helper assignment rules of a chain
-// read back from the kernel: rules that reference a ct helper object and
-// match a destination port.
-func controlPorts(rules []*nftables.Rule) []uint16 {
-	var ports []uint16
-	for _, r := range rules {
-		var port uint16
-		var assigns bool
-		for i, e := range r.Exprs {
-			switch e := e.(type) {
-			case *expr.Payload:
-				if e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && i+1 < len(r.Exprs) {
-					if cmp, ok := r.Exprs[i+1].(*expr.Cmp); ok && cmp.Op == expr.CmpOpEq && len(cmp.Data) == 2 {
-						port = binary.BigEndian.Uint16(cmp.Data)
-					}
-				}
-			case *expr.Objref:
-				assigns = assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
-			}
+// canonical returns e as ftpnft would send it: counters without their
+// values, and NAT ranges without the maximum registers that the kernel
+// reports as equal to the minimum ones when none were sent.
+func canonical(e expr.Any) expr.Any {
+	switch e := e.(type) {
+	case *expr.Counter:
+		return &expr.Counter{}
+	case *expr.NAT:
+		n := *e
+		if n.RegAddrMax == n.RegAddrMin {
+			n.RegAddrMax = 0
 		}
-		if assigns && port != 0 {
-			ports = append(ports, port)
+		if n.RegProtoMax == n.RegProtoMin {
+			n.RegProtoMax = 0
+		}
+		return &n
+	}
+	return e
+}
+
+// shape is what status needs to know of a rule read back from the kernel:
+// the matches and actions of the statements ftpnft writes, decoded from
+// their expressions.
+type shape struct {
+	dport      uint16     // tcp/udp dport match
+	daddr      netip.Addr // ip/ip6 daddr match
+	oifname    string     // oifname match
+	ctNew      bool       // ct state new
+	assigns    bool       // ct helper set
+	accept     bool       // verdict accept
+	dnat       netip.AddrPort
+	masquerade bool
+}
+
+// shapeOf decodes r's expressions into a shape.
+func shapeOf(r *nftables.Rule) shape {
+	var sh shape
+	var regAddr []byte
+	var regPort uint16
+	for i, e := range r.Exprs {
+		var next *expr.Cmp
+		if i+1 < len(r.Exprs) {
+			next, _ = r.Exprs[i+1].(*expr.Cmp)
+		}
+		switch e := e.(type) {
+		case *expr.Payload:
+			if next == nil || next.Op != expr.CmpOpEq {
+				continue
+			}
+			switch {
+			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && len(next.Data) == 2:
+				sh.dport = binary.BigEndian.Uint16(next.Data)
+			case e.Base == expr.PayloadBaseNetworkHeader && (e.Offset == 16 && e.Len == 4 || e.Offset == 24 && e.Len == 16):
+				sh.daddr, _ = netip.AddrFromSlice(next.Data)
+			}
+		case *expr.Meta:
+			if e.Key == expr.MetaKeyOIFNAME && next != nil {
+				sh.oifname = string(bytes.TrimRight(next.Data, "\x00"))
+			}
+		case *expr.Bitwise:
+			if i > 0 {
+				if ct, ok := r.Exprs[i-1].(*expr.Ct); ok && ct.Key == expr.CtKeySTATE {
+					sh.ctNew = sh.ctNew || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateNew))
+				}
+			}
+		case *expr.Objref:
+			sh.assigns = sh.assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
+		case *expr.Verdict:
+			sh.accept = e.Kind == expr.VerdictAccept
+		case *expr.Immediate:
+			switch e.Register {
+			case 1:
+				regAddr = e.Data
+			case 2:
+				if len(e.Data) == 2 {
+					regPort = binary.BigEndian.Uint16(e.Data)
+				}
+			}
+		case *expr.NAT:
+			if a, ok := netip.AddrFromSlice(regAddr); ok && e.Type == expr.NATTypeDestNAT {
+				sh.dnat = netip.AddrPortFrom(a, regPort)
+			}
+		case *expr.Masq:
+			sh.masquerade = true
 		}
 	}
-	return ports
+	return sh
 }

@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,7 +32,11 @@ func TestRenderGolden(t *testing.T) {
 	custom.Ports = []uint16{21, 2121}
 	custom.Policy = PolicyAccept
 	custom.Allow = []Service{{"tcp", 22}, {"udp", 53}}
-	for name, cfg := range map[string]Config{"default": DefaultConfig(), "custom": custom} {
+	client := DefaultConfig()
+	client.Roles = []Role{RoleClient}
+	client.Ports = []uint16{21, 2121}
+	router := routerConfig()
+	for name, cfg := range map[string]Config{"default": DefaultConfig(), "custom": custom, "client": client, "router": router} {
 		t.Run(name, func(t *testing.T) {
 			got := mustBuild(t, cfg).Render()
 			path := filepath.Join("testdata", name+".nft")
@@ -49,6 +54,20 @@ func TestRenderGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// routerConfig is a port-forwarding router with masquerade, IPv4 and IPv6.
+func routerConfig() Config {
+	c := DefaultConfig()
+	c.Roles = []Role{RoleRouter}
+	c.DNAT = []DNAT{
+		{21, netip.MustParseAddrPort("192.0.2.10:21")},
+		{2121, netip.MustParseAddrPort("192.0.2.11:2121")},
+		{21, netip.MustParseAddrPort("[2001:db8:2::10]:21")},
+	}
+	c.Masquerade = []string{"eth0"}
+	c.Allow = []Service{{"tcp", 443}}
+	return c
 }
 
 func TestValidate(t *testing.T) {
@@ -69,6 +88,29 @@ func TestValidate(t *testing.T) {
 		{"bad policy", mod(func(c *Config) { c.Policy = "reject" }), `policy "reject"`},
 		{"bad service proto", mod(func(c *Config) { c.Allow = []Service{{"sctp", 22}} }), `protocol "sctp"`},
 		{"duplicate service", mod(func(c *Config) { c.Allow = []Service{{"tcp", 22}, {"tcp", 22}} }), "tcp/22 allowed twice"},
+		{"router", routerConfig(), ""},
+		{"no roles", mod(func(c *Config) { c.Roles = nil }), "at least one of server, client, router"},
+		{"bad role", mod(func(c *Config) { c.Roles = []Role{"gateway"} }), `role "gateway"`},
+		{"duplicate role", mod(func(c *Config) { c.Roles = []Role{RoleClient, RoleClient} }), `role "client" listed twice`},
+		{"dnat without router", mod(func(c *Config) { c.DNAT = routerConfig().DNAT }), "dnat 21=192.0.2.10:21: forwarding needs role router"},
+		{"masquerade without router", mod(func(c *Config) { c.Masquerade = []string{"eth0"} }), "masquerade eth0: source NAT needs role router"},
+		{"dnat listen twice", func() Config {
+			c := routerConfig()
+			c.DNAT = append(c.DNAT, DNAT{21, netip.MustParseAddrPort("192.0.2.12:21")})
+			return c
+		}(), "dnat 21=192.0.2.12:21: listen port 21 is already forwarded by dnat 21=192.0.2.10:21"},
+		{"dnat to loopback", func() Config {
+			c := routerConfig()
+			c.DNAT = []DNAT{{21, netip.MustParseAddrPort("127.0.0.1:21")}}
+			return c
+		}(), "target address 127.0.0.1: want a routable unicast address"},
+		{"dnat zero port", func() Config {
+			c := routerConfig()
+			c.DNAT = []DNAT{{21, netip.MustParseAddrPort("192.0.2.10:0")}}
+			return c
+		}(), "target port 0"},
+		{"bad interface", func() Config { c := routerConfig(); c.Masquerade = []string{`eth0" accept`}; return c }(), `interface "eth0\" accept"`},
+		{"duplicate interface", func() Config { c := routerConfig(); c.Masquerade = []string{"eth0", "eth0"}; return c }(), "masquerade eth0 listed twice"},
 	}
 	for _, tt := range tests {
 		err := tt.cfg.Validate()
@@ -95,6 +137,92 @@ func TestParseService(t *testing.T) {
 		_, err := ParseService(in)
 		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
 			t.Errorf("ParseService(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestParseRoles(t *testing.T) {
+	for in, want := range map[string]string{
+		"server": "", "client,router": "", "server, client": "", "": `role ""`,
+		"server,server": `role "server" listed twice`, "nat": `role "nat"`, "server,": `role ""`,
+	} {
+		_, err := ParseRoles(in)
+		if (err == nil) != (want == "") || (err != nil && !strings.Contains(err.Error(), want)) {
+			t.Errorf("ParseRoles(%q) = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestParseDNAT(t *testing.T) {
+	for in, want := range map[string]string{
+		"21=192.0.2.10:21":          "21=192.0.2.10:21",
+		"2121=[2001:db8::10]:21":    "2121=[2001:db8::10]:21",
+		"21=[::ffff:192.0.2.10]:21": "21=192.0.2.10:21", // mapped address: IPv4
+		"21":                        "want LISTENPORT=ADDR:PORT",
+		"21=192.0.2.10":             "the port is required",
+		"21=2001:db8::10:21":        "an IPv6 target needs brackets",
+		"21=[2001:db8::10]21":       "want [ADDR]:PORT",
+		"0=192.0.2.10:21":           `listen port "0": out of range`,
+		"x=192.0.2.10:21":           `listen port "x"`,
+		"21=192.0.2.10:70000":       `target port "70000": out of range`,
+		"21=ftp.example:21":         `target address "ftp.example"`,
+		"21=[fe80::1%eth0]:21":      `target address "fe80::1%eth0"`,
+		"21=0.0.0.0:21":             "want a routable unicast address",
+		"21=224.0.0.1:21":           "want a routable unicast address",
+		"21=[::1]:21":               "want a routable unicast address",
+	} {
+		d, err := ParseDNAT(in)
+		got := d.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) {
+			t.Errorf("ParseDNAT(%q) = %q, want %q", in, got, want)
+		}
+		if err != nil && !strings.Contains(err.Error(), in) {
+			t.Errorf("ParseDNAT(%q) error %q does not name the value", in, err)
+		}
+	}
+}
+
+func TestParseInterface(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"eth0": true, "wan.100": true, "br-lan": true, "veth@1": true, "": false, "eth0 ": false,
+		"a/b": false, "..": false, "averyveryverylongname": false, `x"y`: false,
+	} {
+		if _, err := ParseInterface(in); (err == nil) != ok {
+			t.Errorf("ParseInterface(%q) = %v, want ok=%v", in, err, ok)
+		}
+	}
+}
+
+func TestStatusOfRoles(t *testing.T) {
+	cfg := routerConfig()
+	cfg.Roles = []Role{RoleServer, RoleClient, RoleRouter}
+	cfg.Ports = []uint16{21, 990}
+	k := &fakeKernel{}
+	rs := mustBuild(t, cfg)
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Matches || !reflect.DeepEqual(st.Roles, cfg.Roles) || !reflect.DeepEqual(st.Ports, cfg.Ports) ||
+		!reflect.DeepEqual(st.DNAT, cfg.DNAT) || !reflect.DeepEqual(st.Masquerade, cfg.Masquerade) {
+		t.Fatalf("status = %+v\nwant roles %v ports %v dnat %v masquerade %v", st, cfg.Roles, cfg.Ports, cfg.DNAT, cfg.Masquerade)
+	}
+	for _, roles := range [][]Role{{RoleServer}, {RoleClient}, {RoleRouter}, {RoleClient, RoleRouter}} {
+		c := DefaultConfig()
+		c.Roles = roles
+		rs := mustBuild(t, c)
+		if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := ReadStatus(rs, WithTestDial(k.dial))
+		if err != nil || !reflect.DeepEqual(st.Roles, roles) || !st.Matches {
+			t.Errorf("roles %v: status roles %v matches %v, %v", roles, st.Roles, st.Matches, err)
 		}
 	}
 }

@@ -43,11 +43,25 @@ type Helper struct {
 // Chain is a base chain of the table.
 type Chain struct {
 	Name     string
-	Hook     string // "prerouting" or "input"
-	Priority int32  // 0 is "filter"
+	Type     string // "filter" or "nat"
+	Hook     string // "prerouting", "input", "forward", "output" or "postrouting"
+	Priority int32  // 0 is "filter", -100 "dstnat", 100 "srcnat"
 	Policy   Policy
 	Rules    []Rule
 }
+
+// The chain types.
+const (
+	typeFilter = "filter"
+	typeNAT    = "nat"
+)
+
+// Standard priorities, as nft names them.
+const (
+	prioFilter = 0
+	prioDstNAT = -100
+	prioSrcNAT = 100
+)
 
 // Rule is one rule: statements and the comment that names its purpose.
 type Rule struct {
@@ -87,54 +101,135 @@ const (
 	commentControl    = "ftp control"
 )
 
-// Build turns a validated configuration into the ruleset to install.
+// Build turns a validated configuration into the ruleset to install. Which
+// chains it holds depends on the roles:
 //
-// The prerouting chain runs at filter priority, after conntrack (-200) and
-// after DNAT (-100), and gives the helper to NEW connections to the control
-// ports. The input chain admits ESTABLISHED traffic, RELATED traffic only when
-// the ftp helper expected it (plus ICMP errors about known connections),
-// loopback, IPv6 neighbour discovery, new control connections and the
-// allowed services, then applies the policy.
+//   - dstnat (nat, prerouting, priority dstnat), with DNAT: connections to
+//     this host's listen ports are translated to the inner servers.
+//   - prerouting (filter, priority filter), roles server and router: NEW
+//     connections to the control ports (and DNAT targets) get the helper.
+//     It runs after conntrack (-200) and after DNAT (-100), so it sees the
+//     translated destination and nf_nat_ftp can rewrite the inner server's
+//     replies.
+//   - output (filter), role client: NEW connections this host opens to the
+//     control ports get the helper, so that the server's active-mode data
+//     connections are expected.
+//   - input (filter, the policy), roles server and client: ESTABLISHED
+//     traffic, RELATED traffic only when the ftp helper expected it (plus
+//     ICMP errors about known connections), loopback, IPv6 neighbour
+//     discovery, new control connections (role server) and the allowed
+//     services.
+//   - forward (filter, the policy), role router: ESTABLISHED, RELATED by the
+//     ftp helper, ICMP errors, DNATed and forwarded new control connections
+//     and the allowed services.
+//   - srcnat (nat, postrouting, priority srcnat), with masquerade: traffic
+//     leaving through the interfaces gets their address.
 func Build(c Config) (*Ruleset, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
 	ftp := helper.FTP
+	server, client, router := c.Has(RoleServer), c.Has(RoleClient), c.Has(RoleRouter)
 	rs := &Ruleset{
 		Table:   c.Table,
 		Helpers: []Helper{{Name: HelperObject, Type: ftp.Kernel, Protocol: ftp.Protocol}},
 	}
 
-	pre := Chain{Name: "prerouting", Hook: "prerouting", Priority: 0, Policy: PolicyAccept}
-	for _, p := range c.Ports {
-		pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s port %d", commentAssign, p),
-			dport{ftp.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
+	if len(c.DNAT) > 0 {
+		dst := Chain{Name: "dstnat", Type: typeNAT, Hook: "prerouting", Priority: prioDstNAT, Policy: PolicyAccept}
+		for _, d := range c.DNAT {
+			dst.Rules = append(dst.Rules, rule("dnat "+d.String(),
+				nfproto{d.To.Addr().Is6()}, fibDaddrLocal{}, dport{ftp.Protocol, d.ListenPort}, counter{}, dnatTo{d.To}))
+		}
+		rs.Chains = append(rs.Chains, dst)
 	}
 
-	in := Chain{Name: "input", Hook: "input", Priority: 0, Policy: c.Policy}
-	in.Rules = []Rule{
+	if server || router {
+		pre := Chain{Name: "prerouting", Type: typeFilter, Hook: "prerouting", Priority: prioFilter, Policy: PolicyAccept}
+		for _, d := range c.DNAT {
+			pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s dnat %s", commentAssign, d),
+				daddr{d.To.Addr()}, dport{ftp.Protocol, d.To.Port()}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
+		}
+		for _, p := range c.Ports {
+			pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s port %d", commentAssign, p),
+				dport{ftp.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
+		}
+		rs.Chains = append(rs.Chains, pre)
+	}
+
+	if client {
+		out := Chain{Name: "output", Type: typeFilter, Hook: "output", Priority: prioFilter, Policy: PolicyAccept}
+		for _, p := range c.Ports {
+			out.Rules = append(out.Rules, rule(fmt.Sprintf("%s outbound port %d", commentAssign, p),
+				dport{ftp.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
+		}
+		rs.Chains = append(rs.Chains, out)
+	}
+
+	if server || client {
+		in := Chain{Name: "input", Type: typeFilter, Hook: "input", Priority: prioFilter, Policy: c.Policy}
+		in.Rules = append(statefulRules(),
+			rule("loopback", iifname{"lo"}, accept),
+			// Router/neighbour solicitation and advertisement (133-136).
+			// Conntrack leaves them untracked, so only an explicit rule
+			// admits them, and without them IPv6 cannot resolve a
+			// neighbour under policy drop.
+			rule("ipv6 neighbour discovery", icmpv6Types{133, 136}, accept),
+		)
+		if server {
+			for _, p := range c.Ports {
+				in.Rules = append(in.Rules, rule(fmt.Sprintf("%s port %d", commentControl, p),
+					dport{ftp.Protocol, p}, ctState{stateNew}, counter{}, accept))
+			}
+		}
+		in.Rules = append(in.Rules, allowRules(c.Allow)...)
+		rs.Chains = append(rs.Chains, in)
+	}
+
+	if router {
+		fwd := Chain{Name: "forward", Type: typeFilter, Hook: "forward", Priority: prioFilter, Policy: c.Policy}
+		fwd.Rules = statefulRules()
+		for _, d := range c.DNAT {
+			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s dnat %s", commentControl, d),
+				ctStatusDNAT{}, daddr{d.To.Addr()}, dport{ftp.Protocol, d.To.Port()}, ctState{stateNew}, counter{}, accept))
+		}
+		for _, p := range c.Ports {
+			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s port %d", commentControl, p),
+				dport{ftp.Protocol, p}, ctState{stateNew}, counter{}, accept))
+		}
+		fwd.Rules = append(fwd.Rules, allowRules(c.Allow)...)
+		rs.Chains = append(rs.Chains, fwd)
+	}
+
+	if len(c.Masquerade) > 0 {
+		src := Chain{Name: "srcnat", Type: typeNAT, Hook: "postrouting", Priority: prioSrcNAT, Policy: PolicyAccept}
+		for _, m := range c.Masquerade {
+			src.Rules = append(src.Rules, rule("masquerade "+m, oifname{m}, counter{}, masquerade{}))
+		}
+		rs.Chains = append(rs.Chains, src)
+	}
+	return rs, nil
+}
+
+// statefulRules open every policy chain: invalid packets are dropped,
+// established ones pass, and RELATED connections pass only when the ftp
+// helper expected them, or as ICMP errors about a known connection.
+func statefulRules() []Rule {
+	return []Rule{
 		rule("drop invalid", ctState{stateInvalid}, counter{}, drop),
 		rule("established", ctState{stateEstablished}, counter{}, accept),
-		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{ftp.Kernel}, counter{}, accept),
+		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{helper.FTP.Kernel}, counter{}, accept),
 		rule("related icmp errors", l4proto{"icmp"}, ctState{stateRelated}, counter{}, accept),
 		rule("related icmpv6 errors", l4proto{"ipv6-icmp"}, ctState{stateRelated}, counter{}, accept),
-		rule("loopback", iifname{"lo"}, accept),
-		// Router/neighbour solicitation and advertisement (133-136). Conntrack
-		// leaves them untracked, so only an explicit rule admits them, and
-		// without them IPv6 cannot resolve a neighbour under policy drop.
-		rule("ipv6 neighbour discovery", icmpv6Types{133, 136}, accept),
 	}
-	for _, p := range c.Ports {
-		in.Rules = append(in.Rules, rule(fmt.Sprintf("%s port %d", commentControl, p),
-			dport{ftp.Protocol, p}, ctState{stateNew}, counter{}, accept))
-	}
-	for _, s := range c.Allow {
-		in.Rules = append(in.Rules, rule("allow "+s.String(),
-			dport{s.Protocol, s.Port}, counter{}, accept))
-	}
+}
 
-	rs.Chains = []Chain{pre, in}
-	return rs, nil
+func allowRules(allow []Service) []Rule {
+	rules := make([]Rule, len(allow))
+	for i, s := range allow {
+		rules[i] = rule("allow "+s.String(), dport{s.Protocol, s.Port}, counter{}, accept)
+	}
+	return rules
 }
 
 // WithoutHelper returns a copy of rs without its ct helper objects and the
@@ -177,7 +272,7 @@ func (rs *Ruleset) Render() string {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
-		fmt.Fprintf(&b, "\t\ttype filter hook %s priority %s; policy %s;\n", c.Hook, priorityText(c.Priority), c.Policy)
+		fmt.Fprintf(&b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c.Type, c.Priority), c.Policy)
 		for _, r := range c.Rules {
 			fmt.Fprintf(&b, "\t\t%s comment %q\n", r.Text(), commentPrefix+r.Comment)
 		}
@@ -187,14 +282,23 @@ func (rs *Ruleset) Render() string {
 	return b.String()
 }
 
-func priorityText(p int32) string {
-	switch {
-	case p == 0:
-		return "filter"
-	case p > 0:
-		return fmt.Sprintf("filter + %d", p)
+// priorityText names a chain priority as nft does: relative to "filter"
+// for filter chains, to "dstnat" or "srcnat" for nat chains.
+func priorityText(typ string, p int32) string {
+	base, at := "filter", int32(prioFilter)
+	if typ == typeNAT {
+		base, at = "dstnat", prioDstNAT
+		if p > 0 {
+			base, at = "srcnat", prioSrcNAT
+		}
+	}
+	switch d := p - at; {
+	case d == 0:
+		return base
+	case d > 0:
+		return fmt.Sprintf("%s + %d", base, d)
 	default:
-		return fmt.Sprintf("filter - %d", -p)
+		return fmt.Sprintf("%s - %d", base, -d)
 	}
 }
 

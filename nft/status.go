@@ -1,6 +1,8 @@
 package nft
 
 import (
+	"slices"
+
 	"github.com/google/nftables/expr"
 )
 
@@ -18,10 +20,18 @@ type Status struct {
 	Matches bool `json:"matches"`
 	// Helpers are the table's ct helper objects.
 	Helpers []Helper `json:"helpers"`
+	// Roles are the roles the table's chains serve: server (input admits
+	// control connections), client (output assigns the helper), router
+	// (forward chain).
+	Roles []Role `json:"roles"`
 	// Ports are the control ports whose NEW connections get a helper.
 	Ports []uint16 `json:"ports"`
-	// Policy is the input chain's policy.
+	// Policy is the policy of the input and forward chains.
 	Policy Policy `json:"policy,omitempty"`
+	// DNAT are the port forwards to inner FTP servers.
+	DNAT []DNAT `json:"dnat"`
+	// Masquerade are the interfaces traffic is masqueraded behind.
+	Masquerade []string `json:"masquerade"`
 	// Counters are the packet counters of ftpnft's rules, in chain order.
 	Counters []Counter `json:"counters"`
 }
@@ -46,7 +56,8 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Table: want.Table, Helpers: []Helper{}, Ports: []uint16{}, Counters: []Counter{}}
+	st := &Status{Table: want.Table, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
+		DNAT: []DNAT{}, Masquerade: []string{}, Counters: []Counter{}}
 	if cur == nil {
 		return st, nil
 	}
@@ -54,12 +65,27 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 	st.Owned = cur.Owned
 	st.Matches = cur.fingerprint == want.fingerprint()
 	st.Helpers = append(st.Helpers, cur.Helpers...)
+	roles := map[Role]bool{}
 	for _, ch := range cur.Chains {
-		if ch.Hook == "prerouting" {
-			st.Ports = append(st.Ports, controlPorts(ch.rules)...)
-		}
-		if ch.Hook == "input" {
+		if ch.Hook == "input" || ch.Hook == "forward" {
 			st.Policy = ch.Policy
+		}
+		roles[RoleRouter] = roles[RoleRouter] || ch.Hook == "forward"
+		for _, r := range ch.rules {
+			sh := shapeOf(r)
+			switch {
+			case sh.assigns && sh.dport != 0 && !sh.daddr.IsValid():
+				if !slices.Contains(st.Ports, sh.dport) {
+					st.Ports = append(st.Ports, sh.dport)
+				}
+				roles[RoleClient] = roles[RoleClient] || ch.Hook == "output"
+			case ch.Hook == "input" && sh.ctNew && sh.accept && sh.dport != 0:
+				roles[RoleServer] = true
+			case sh.dnat.IsValid():
+				st.DNAT = append(st.DNAT, DNAT{ListenPort: sh.dport, To: sh.dnat})
+			case sh.masquerade:
+				st.Masquerade = append(st.Masquerade, sh.oifname)
+			}
 		}
 		for i, r := range ch.rules {
 			for _, e := range r.Exprs {
@@ -72,6 +98,11 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 					})
 				}
 			}
+		}
+	}
+	for _, r := range Roles {
+		if roles[r] {
+			st.Roles = append(st.Roles, r)
 		}
 	}
 	return st, nil

@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"net/netip"
 
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
@@ -67,16 +68,115 @@ func (s dport) exprs() []expr.Any {
 // ctState matches one conntrack state: "ct state established".
 type ctState struct{ bit uint32 }
 
-func (s ctState) text() string { return "ct state " + stateNames[s.bit] }
-func (s ctState) exprs() []expr.Any {
+func (s ctState) text() string      { return "ct state " + stateNames[s.bit] }
+func (s ctState) exprs() []expr.Any { return ctBit(expr.CtKeySTATE, s.bit) }
+
+// statusDstNAT is the kernel's IPS_DST_NAT: the connection was DNATed.
+const statusDstNAT = 1 << 5
+
+// ctStatusDNAT matches connections whose destination was translated:
+// "ct status dnat".
+type ctStatusDNAT struct{}
+
+func (ctStatusDNAT) text() string      { return "ct status dnat" }
+func (ctStatusDNAT) exprs() []expr.Any { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
+
+// ctBit tests one bit of a 32-bit conntrack key, as nft does for
+// "ct state X" and "ct status X": mask in host byte order, compare with 0.
+func ctBit(key expr.CtKey, bit uint32) []expr.Any {
 	return []expr.Any{
-		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+		&expr.Ct{Key: key, Register: 1},
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-			Mask: binary.NativeEndian.AppendUint32(nil, s.bit),
+			Mask: binary.NativeEndian.AppendUint32(nil, bit),
 			Xor:  make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
 	}
 }
+
+// nfproto matches the packet's address family: "meta nfproto ipv4".
+type nfproto struct{ v6 bool }
+
+func (s nfproto) text() string {
+	if s.v6 {
+		return "meta nfproto ipv6"
+	}
+	return "meta nfproto ipv4"
+}
+func (s nfproto) exprs() []expr.Any {
+	fam := byte(unix.NFPROTO_IPV4)
+	if s.v6 {
+		fam = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam}},
+	}
+}
+
+// daddr matches one destination address: "ip daddr 192.0.2.10" or
+// "ip6 daddr 2001:db8::10". In the inet family nft adds the nfproto
+// dependency itself; so do we.
+type daddr struct{ addr netip.Addr }
+
+func (s daddr) text() string {
+	if s.addr.Is6() {
+		return "ip6 daddr " + s.addr.String()
+	}
+	return "ip daddr " + s.addr.String()
+}
+func (s daddr) exprs() []expr.Any {
+	offset, length := uint32(16), uint32(4) // struct iphdr daddr
+	if s.addr.Is6() {
+		offset, length = 24, 16 // struct ipv6hdr daddr
+	}
+	return append(nfproto{s.addr.Is6()}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: s.addr.AsSlice()},
+	)
+}
+
+// rtnLocal is the kernel's RTN_LOCAL route type.
+const rtnLocal = 2
+
+// fibDaddrLocal matches packets addressed to this host: "fib daddr type
+// local".
+type fibDaddrLocal struct{}
+
+func (fibDaddrLocal) text() string { return "fib daddr type local" }
+func (fibDaddrLocal) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
+	}
+}
+
+// dnatTo translates the destination: "dnat ip to 192.0.2.10:21" or
+// "dnat ip6 to [2001:db8::10]:21".
+type dnatTo struct{ to netip.AddrPort }
+
+func (s dnatTo) text() string {
+	if s.to.Addr().Is6() {
+		return "dnat ip6 to " + s.to.String()
+	}
+	return "dnat ip to " + s.to.String()
+}
+func (s dnatTo) exprs() []expr.Any {
+	fam := uint32(unix.NFPROTO_IPV4)
+	if s.to.Addr().Is6() {
+		fam = unix.NFPROTO_IPV6
+	}
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: s.to.Addr().AsSlice()},
+		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, s.to.Port())},
+		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
+	}
+}
+
+// masquerade translates the source to the outgoing interface's address.
+type masquerade struct{}
+
+func (masquerade) text() string      { return "masquerade" }
+func (masquerade) exprs() []expr.Any { return []expr.Any{&expr.Masq{}} }
 
 // helperNameLen is the kernel's NF_CT_HELPER_NAME_LEN: "ct helper" loads
 // the name into a register of that size, zero padded.
@@ -110,13 +210,21 @@ const ifnameLen = 16
 // iifname matches the input interface by name: iifname "lo".
 type iifname struct{ name string }
 
-func (s iifname) text() string { return fmt.Sprintf("iifname %q", s.name) }
-func (s iifname) exprs() []expr.Any {
-	name := make([]byte, ifnameLen)
-	copy(name, s.name)
+func (s iifname) text() string      { return fmt.Sprintf("iifname %q", s.name) }
+func (s iifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyIIFNAME, s.name) }
+
+// oifname matches the output interface by name: oifname "eth0".
+type oifname struct{ name string }
+
+func (s oifname) text() string      { return fmt.Sprintf("oifname %q", s.name) }
+func (s oifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyOIFNAME, s.name) }
+
+func ifnameExprs(key expr.MetaKey, name string) []expr.Any {
+	padded := make([]byte, ifnameLen)
+	copy(padded, name)
 	return []expr.Any{
-		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: padded},
 	}
 }
 
@@ -125,10 +233,7 @@ type icmpv6Types struct{ lo, hi byte }
 
 func (s icmpv6Types) text() string { return fmt.Sprintf("icmpv6 type %d-%d", s.lo, s.hi) }
 func (s icmpv6Types) exprs() []expr.Any {
-	return append([]expr.Any{
-		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.NFPROTO_IPV6}},
-	}, append(l4proto{"ipv6-icmp"}.exprs(),
+	return append(nfproto{v6: true}.exprs(), append(l4proto{"ipv6-icmp"}.exprs(),
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
 		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: []byte{s.lo}},
 		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{s.hi}},

@@ -26,9 +26,11 @@ const (
 const usage = `ftpnft makes FTP work through an nftables firewall.
 
 It creates the table "inet ftpnft" with a ct helper object of type "ftp",
-assigns it to NEW connections to the FTP control ports, and installs an
-input policy that admits RELATED connections only when the ftp helper
-expected them.
+assigns it to NEW connections to the FTP control ports, and installs a
+policy that admits RELATED connections only when the ftp helper expected
+them: on input for an FTP server or client host, on forward for a router,
+with port forwarding (DNAT) to inner servers and masquerade for inner
+clients.
 
 Usage:
   ftpnft selftest            prove on this kernel, in throwaway namespaces,
@@ -50,10 +52,30 @@ Flags (install, uninstall, status, render):
   --table NAME        the table's name in family inet (default "ftpnft")
 
 Flags (install, status, render):
+  --role LIST         what this host does with FTP, comma separated
+                      (default "server"):
+                        server  FTP servers run here: inbound control
+                                connections get the helper; input admits them
+                        client  this host opens FTP connections: outbound
+                                ones get the helper, so active-mode data
+                                connections come in as RELATED
+                        router  FTP passes through: forwarded control
+                                connections get the helper; a forward chain
+                                applies the policy
   --ports LIST        FTP control ports, comma separated (default "21")
   --policy drop|accept
-                      input chain policy (default "drop")
-  --allow PROTO/PORT  also admit this service, e.g. tcp/22; repeatable
+                      policy of the input chain (server, client) and the
+                      forward chain (router) (default "drop")
+  --allow PROTO/PORT  also admit new connections to this service, e.g. tcp/22,
+                      on input and forward; repeatable
+  --dnat LISTENPORT=ADDR:PORT
+                      (router) forward FTP control connections to this
+                      host's LISTENPORT to an inner server, with nf_nat_ftp
+                      rewriting its PASV/EPSV replies; IPv6 as [ADDR]:PORT;
+                      repeatable
+  --masquerade IFACE  (router) masquerade traffic leaving through IFACE, so
+                      inner clients' active FTP works (nf_nat_ftp rewrites
+                      PORT/EPRT); repeatable
 
 Flags (install):
   --dry-run           print the ruleset instead of installing it
@@ -145,12 +167,15 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	o := &cliOptions{cmd: cmd, cfg: nft.DefaultConfig()}
 	netns := fs.String("netns", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
-	var ports, policy string
-	var allow listFlag
+	var ports, policy, roles string
+	var allow, dnat, masquerade listFlag
 	if cmd != "uninstall" {
+		fs.StringVar(&roles, "role", string(nft.RoleServer), "")
 		fs.StringVar(&ports, "ports", "21", "")
 		fs.StringVar(&policy, "policy", string(nft.PolicyDrop), "")
 		fs.Var(&allow, "allow", "")
+		fs.Var(&dnat, "dnat", "")
+		fs.Var(&masquerade, "masquerade", "")
 	}
 	if cmd == "install" {
 		fs.BoolVar(&o.dryRun, "dry-run", false, "")
@@ -167,6 +192,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 
 	if cmd != "uninstall" {
 		var err error
+		if o.cfg.Roles, err = nft.ParseRoles(roles); err != nil {
+			return nil, err
+		}
 		if o.cfg.Ports, err = helper.ParsePorts(ports); err != nil {
 			return nil, err
 		}
@@ -179,6 +207,20 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, err
 			}
 			o.cfg.Allow = append(o.cfg.Allow, s)
+		}
+		for _, d := range dnat {
+			fwd, err := nft.ParseDNAT(d)
+			if err != nil {
+				return nil, err
+			}
+			o.cfg.DNAT = append(o.cfg.DNAT, fwd)
+		}
+		for _, m := range masquerade {
+			iface, err := nft.ParseInterface(m)
+			if err != nil {
+				return nil, err
+			}
+			o.cfg.Masquerade = append(o.cfg.Masquerade, iface)
 		}
 	}
 	rs, err := nft.Build(o.cfg)
@@ -247,8 +289,8 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 	case res.Replaced:
 		what = "replaced"
 	}
-	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, input policy %s\n",
-		o.cfg.Table, what, nft.HelperObject, joinPorts(o.cfg.Ports), o.cfg.Policy)
+	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, roles %s, policy %s%s\n",
+		o.cfg.Table, what, nft.HelperObject, join(o.cfg.Ports), join(o.cfg.Roles), o.cfg.Policy, natSummary(o.cfg.DNAT, o.cfg.Masquerade))
 	return exitOK
 }
 
@@ -307,8 +349,15 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 		for _, h := range st.Helpers {
 			fmt.Fprintf(w, "helper:   %s (type %q, protocol %s)\n", h.Name, h.Type, h.Protocol)
 		}
-		fmt.Fprintf(w, "ports:    %s\n", joinPorts(st.Ports))
+		fmt.Fprintf(w, "roles:    %s\n", join(st.Roles))
+		fmt.Fprintf(w, "ports:    %s\n", join(st.Ports))
 		fmt.Fprintf(w, "policy:   %s\n", st.Policy)
+		for _, d := range st.DNAT {
+			fmt.Fprintf(w, "dnat:     this host's port %d -> %s\n", d.ListenPort, d.To)
+		}
+		for _, m := range st.Masquerade {
+			fmt.Fprintf(w, "masquerade: out of %s\n", m)
+		}
 		fmt.Fprintf(w, "counters:\n")
 		for _, c := range st.Counters {
 			fmt.Fprintf(w, "  %-10s %-28s %10d packets %12d bytes\n", c.Chain, c.Rule, c.Packets, c.Bytes)
@@ -321,13 +370,27 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 	}
 }
 
-func joinPorts(ports []uint16) string {
-	s := make([]string, len(ports))
-	for i, p := range ports {
-		s[i] = fmt.Sprint(p)
+
+// join lists values comma separated, or "none".
+func join[T any](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = fmt.Sprint(v)
 	}
 	if len(s) == 0 {
 		return "none"
 	}
 	return strings.Join(s, ",")
+}
+
+// natSummary describes port forwards and masquerade for install's line.
+func natSummary(dnat []nft.DNAT, masquerade []string) string {
+	var s string
+	if len(dnat) > 0 {
+		s += ", dnat " + join(dnat)
+	}
+	if len(masquerade) > 0 {
+		s += ", masquerade " + join(masquerade)
+	}
+	return s
 }

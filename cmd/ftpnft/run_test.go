@@ -40,6 +40,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"install", "--bogus"}, "flag provided but not defined: -bogus"},
 		{[]string{"uninstall", "--ports", "21"}, "flag provided but not defined: -ports"},
 		{[]string{"render", "extra"}, `unexpected argument "extra"`},
+		{[]string{"install", "--role", "gateway"}, `role "gateway": want server, client or router`},
+		{[]string{"install", "--role", "server,server"}, `role "server" listed twice`},
+		{[]string{"install", "--role", ""}, `role ""`},
+		{[]string{"install", "--dnat", "21=192.0.2.10:21"}, "dnat 21=192.0.2.10:21: forwarding needs role router (add --role router)"},
+		{[]string{"install", "--role", "router", "--dnat", "21=2001:db8::10:21"}, `dnat "21=2001:db8::10:21": target "2001:db8::10:21": an IPv6 target needs brackets`},
+		{[]string{"install", "--role", "router", "--dnat", "21:192.0.2.10:21"}, `dnat "21:192.0.2.10:21": want LISTENPORT=ADDR:PORT`},
+		{[]string{"install", "--role", "router", "--dnat", "21=192.0.2.10:21", "--dnat", "21=192.0.2.11:21"}, "listen port 21 is already forwarded"},
+		{[]string{"install", "--masquerade", "eth0"}, "masquerade eth0: source NAT needs role router"},
+		{[]string{"install", "--role", "router", "--masquerade", "eth0;"}, `interface "eth0;"`},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(tt.args...)
@@ -79,6 +88,23 @@ func TestRenderMatchesLibrary(t *testing.T) {
 		code, stdout, stderr := runCLI(args...)
 		if code != exitOK || stdout != rs.Render() {
 			t.Errorf("ftpnft %q: exit %d, stderr %q, stdout differs from nft.Build(...).Render()", args, code, stderr)
+		}
+	}
+}
+
+func TestRenderRoles(t *testing.T) {
+	code, stdout, stderr := runCLI("render", "--role", "client,router", "--dnat", "2121=[2001:db8::10]:21", "--masquerade", "wan0")
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{
+		"type filter hook output priority filter",
+		"type filter hook forward priority filter; policy drop;",
+		"meta nfproto ipv6 fib daddr type local tcp dport 2121 counter dnat ip6 to [2001:db8::10]:21",
+		`oifname "wan0" counter masquerade`,
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("render lacks %q:\n%s", want, stdout)
 		}
 	}
 }

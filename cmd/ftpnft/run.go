@@ -370,7 +370,6 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 	}
 }
 
-
 // join lists values comma separated, or "none".
 func join[T any](values []T) string {
 	s := make([]string, len(values))

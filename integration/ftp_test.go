@@ -258,33 +258,42 @@ table ip filter {
 // and status must recognise the nft-loaded table as matching.
 func TestRenderEqualsInstall(t *testing.T) {
 	RequireRoot(t)
-	a := NewHost(t, "nft")
-	b := NewHost(t, "netlink")
-	args := []string{"--ports", "21,990", "--allow", "tcp/22", "--allow", "udp/53", "--policy", "accept"}
-	rendered := mustFtpnft(t, append([]string{"render"}, args...)...)
-	if _, stderr, err := a.Exec(t, "sh", "-c", "nft -c -f - <<'EOF'\n"+rendered+"EOF\n"); err != nil {
-		t.Fatalf("nft -c rejects render output: %v %s", err, stderr)
-	}
-	a.NftApply(t, rendered)
-	mustFtpnft(t, append([]string{"install", "--netns", b.Path}, args...)...)
-	if la, lb := a.NftList(t), b.NftList(t); la != lb {
-		t.Fatalf("nft -f of render and install differ:\n--- nft -f\n%s\n--- install\n%s", la, lb)
-	}
-	// The rendered text replaces an existing table too (it deletes it first).
-	a.NftApply(t, rendered)
-	out := mustFtpnft(t, append([]string{"install", "--netns", a.Path}, args...)...)
-	if !strings.Contains(out, "unchanged") {
-		t.Fatalf("install over the identical nft-loaded table said %q, want unchanged", out)
-	}
-	var st struct {
-		nft.Status
-	}
-	js := mustFtpnft(t, append([]string{"status", "--json", "--netns", a.Path}, args...)...)
-	if err := json.Unmarshal([]byte(js), &st); err != nil {
-		t.Fatal(err)
-	}
-	if !st.Installed || !st.Owned || !st.Matches {
-		t.Fatalf("status of nft-loaded render: %s", js)
+	for name, args := range map[string][]string{
+		"server": {"--ports", "21,990", "--allow", "tcp/22", "--allow", "udp/53", "--policy", "accept"},
+		"client": {"--role", "client", "--ports", "21,2121"},
+		"router": {"--role", "router,server", "--ports", "21,2121", "--allow", "tcp/443",
+			"--dnat", "21=203.0.113.2:21", "--dnat", "2121=203.0.113.3:2021", "--dnat", "21=[2001:db8:113::2]:21",
+			"--masquerade", "eth-out", "--masquerade", "wan0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			a := NewHost(t, "nft")
+			b := NewHost(t, "netlink")
+			rendered := mustFtpnft(t, append([]string{"render"}, args...)...)
+			if _, stderr, err := a.Exec(t, "sh", "-c", "nft -c -f - <<'EOF'\n"+rendered+"EOF\n"); err != nil {
+				t.Fatalf("nft -c rejects render output: %v %s", err, stderr)
+			}
+			a.NftApply(t, rendered)
+			mustFtpnft(t, append([]string{"install", "--netns", b.Path}, args...)...)
+			if la, lb := a.NftList(t), b.NftList(t); la != lb {
+				t.Fatalf("nft -f of render and install differ:\n--- nft -f\n%s\n--- install\n%s", la, lb)
+			}
+			// The rendered text replaces an existing table too (it deletes it first).
+			a.NftApply(t, rendered)
+			out := mustFtpnft(t, append([]string{"install", "--netns", a.Path}, args...)...)
+			if !strings.Contains(out, "unchanged") {
+				t.Fatalf("install over the identical nft-loaded table said %q, want unchanged", out)
+			}
+			var st struct {
+				nft.Status
+			}
+			js := mustFtpnft(t, append([]string{"status", "--json", "--netns", a.Path}, args...)...)
+			if err := json.Unmarshal([]byte(js), &st); err != nil {
+				t.Fatal(err)
+			}
+			if !st.Installed || !st.Owned || !st.Matches {
+				t.Fatalf("status of nft-loaded render: %s", js)
+			}
+		})
 	}
 }
 

@@ -280,6 +280,54 @@ func NewPair(t testing.TB) (server, client *Host) {
 	return server, client
 }
 
+// Routed is three hosts in a line: an outside host, a router with IP
+// forwarding on, and an inner host whose default routes point at the router.
+//
+//	out 198.51.100.2/24      rtr eth-out 198.51.100.1/24      in 203.0.113.2/24
+//	    2001:db8:51::2/64  ---   2001:db8:51::1/64          ---   2001:db8:113::2/64
+//	    (eth-rtr)              rtr eth-in  203.0.113.1/24         (eth-rtr)
+//	                               2001:db8:113::1/64
+//
+// The outside host knows no route to the inner network unless NewRouted
+// is asked for one: what reaches the inner host from outside then does so
+// only through the router's NAT.
+type Routed struct {
+	Outside, Router, Inner *Host
+	// RouterOutside and RouterInside are the router's addresses on each
+	// side (IPv4 and IPv6).
+	RouterOutside, RouterInside [2]netip.Addr
+	// RouterOutsideIf is the router's interface towards the outside host.
+	RouterOutsideIf string
+}
+
+// NewRouted creates the three hosts of [Routed]. With outsideRoutes the
+// outside host also routes the inner network through the router (plain
+// routing, no NAT needed).
+func NewRouted(t testing.TB, outsideRoutes bool) *Routed {
+	t.Helper()
+	r := &Routed{
+		Outside:         NewHost(t, "out"),
+		Router:          NewHost(t, "rtr"),
+		Inner:           NewHost(t, "in"),
+		RouterOutside:   [2]netip.Addr{netip.MustParseAddr("198.51.100.1"), netip.MustParseAddr("2001:db8:51::1")},
+		RouterInside:    [2]netip.Addr{netip.MustParseAddr("203.0.113.1"), netip.MustParseAddr("2001:db8:113::1")},
+		RouterOutsideIf: "eth-out",
+	}
+	Link(t, r.Outside, []string{"198.51.100.2/24", "2001:db8:51::2/64"},
+		r.Router, []string{"198.51.100.1/24", "2001:db8:51::1/64"})
+	Link(t, r.Router, []string{"203.0.113.1/24", "2001:db8:113::1/64"},
+		r.Inner, []string{"203.0.113.2/24", "2001:db8:113::2/64"})
+	r.Router.V4, r.Router.V6 = r.RouterOutside[0], r.RouterOutside[1]
+	r.Router.MustExec(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	r.Inner.mustIP(t, "route", "add", "default", "via", r.RouterInside[0].String())
+	r.Inner.mustIP(t, "-6", "route", "add", "default", "via", r.RouterInside[1].String())
+	if outsideRoutes {
+		r.Outside.mustIP(t, "route", "add", "203.0.113.0/24", "via", r.RouterOutside[0].String())
+		r.Outside.mustIP(t, "-6", "route", "add", "2001:db8:113::/64", "via", r.RouterOutside[1].String())
+	}
+	return r
+}
+
 // Exec runs name with args inside the namespace (`ip netns exec`), waits at
 // most 60 seconds and returns its stdout and stderr. The error, if any, names
 // the namespace and the command, wraps the *exec.ExitError (or

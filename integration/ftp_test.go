@@ -356,7 +356,9 @@ func TestLibrary(t *testing.T) {
 	// A kernel-side failure in the middle of the batch: the ruleset is
 	// byte-identical afterwards, handles included.
 	before := srv.MustExec(t, "nft", "-a", "list", "ruleset")
-	broken, err := nft.Build(nft.Config{Table: cfg.Table, Ports: []uint16{21, 2121}, Policy: nft.PolicyDrop})
+	other := nft.DefaultConfig()
+	other.Ports = []uint16{21, 2121}
+	broken, err := nft.Build(other)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,14 +2,29 @@
 // nftables table over netlink (github.com/google/nftables); no nft binary is
 // involved.
 //
-// A [Config] says what the user wants (control ports, policy, extra
-// services). [Build] turns it into a [Ruleset], the desired table, which can
-// be printed with [Ruleset.Render] in nft syntax or sent to the kernel with
-// [Apply]. [ReadStatus] reads the table back and [Remove] deletes it.
+// A [Config] says what the user wants (roles, control ports, policy, extra
+// services, port forwards and masquerade). [Build] turns it into a
+// [Ruleset], the desired table, which can be printed with [Ruleset.Render]
+// in nft syntax or sent to the kernel with [Apply]. [ReadStatus] reads the
+// table back and [Remove] deletes it.
 //
 //	rs, err := nft.Build(nft.DefaultConfig())
 //	if err != nil { ... }                   // invalid configuration, nothing sent
 //	res, err := nft.Apply(rs, nft.WithNetNS("/var/run/netns/ftp"))
+//
+// # Roles
+//
+// A host can be an FTP server ([RoleServer]: the helper is assigned to
+// inbound control connections in prerouting and the input chain admits
+// them), an FTP client ([RoleClient]: the helper is assigned in the output
+// hook, so the server's active-mode data connections are expected) or a
+// router ([RoleRouter]: forwarded control connections get the helper and a
+// forward chain applies the policy), or several of these. A router can
+// forward a port to an inner server ([DNAT]; nf_nat_ftp rewrites the inner
+// server's PASV/EPSV replies) and masquerade inner clients behind an
+// interface (nf_nat_ftp rewrites their PORT/EPRT commands). In every policy
+// chain RELATED connections are admitted only when the ftp helper expected
+// them.
 //
 // # Atomicity and ownership
 //

@@ -32,6 +32,31 @@ func ExampleBuild() {
 	// tcp dport 22 counter accept comment "ftpnft: allow tcp/22"
 }
 
+// A router that forwards port 21 of its own addresses to an inner FTP
+// server and masquerades inner clients behind eth0.
+func ExampleDNAT() {
+	fwd, err := nft.ParseDNAT("21=192.0.2.10:21")
+	if err != nil {
+		log.Fatal(err) // names the bad value
+	}
+	cfg := nft.DefaultConfig()
+	cfg.Roles = []nft.Role{nft.RoleRouter}
+	cfg.DNAT = []nft.DNAT{fwd}
+	cfg.Masquerade = []string{"eth0"}
+	rs, err := nft.Build(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range rs.Chains {
+		fmt.Printf("%s: %s hook %s, %d rules\n", c.Name, c.Type, c.Hook, len(c.Rules))
+	}
+	// Output:
+	// dstnat: nat hook prerouting, 1 rules
+	// prerouting: filter hook prerouting, 2 rules
+	// forward: filter hook forward, 7 rules
+	// srcnat: nat hook postrouting, 1 rules
+}
+
 // Install the ruleset in a network namespace, as "ftpnft install --netns ftp"
 // does, and tell apart the errors a program may want to handle.
 func ExampleApply() {

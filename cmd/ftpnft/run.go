@@ -359,8 +359,12 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 			fmt.Fprintf(w, "masquerade: out of %s\n", m)
 		}
 		fmt.Fprintf(w, "counters:\n")
+		width := 0
 		for _, c := range st.Counters {
-			fmt.Fprintf(w, "  %-10s %-28s %10d packets %12d bytes\n", c.Chain, c.Rule, c.Packets, c.Bytes)
+			width = max(width, len(c.Rule))
+		}
+		for _, c := range st.Counters {
+			fmt.Fprintf(w, "  %-10s %-*s %10d packets %12d bytes\n", c.Chain, width, c.Rule, c.Packets, c.Bytes)
 		}
 	}
 	if capa.Available {

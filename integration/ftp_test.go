@@ -262,7 +262,8 @@ func TestRenderEqualsInstall(t *testing.T) {
 		"server": {"--ports", "21,990", "--allow", "tcp/22", "--allow", "udp/53", "--policy", "accept"},
 		"client": {"--role", "client", "--ports", "21,2121"},
 		"router": {"--role", "router,server", "--ports", "21,2121", "--allow", "tcp/443",
-			"--dnat", "21=203.0.113.2:21", "--dnat", "2121=203.0.113.3:2021", "--dnat", "21=[2001:db8:113::2]:21",
+			"--dnat", "10021=203.0.113.2:21", "--dnat", "10022=203.0.113.3:2021", "--dnat", "10021=[2001:db8:113::2]:21",
+			"--dnat", "10023=203.0.113.2:21",
 			"--masquerade", "eth-out", "--masquerade", "wan0"},
 	} {
 		t.Run(name, func(t *testing.T) {

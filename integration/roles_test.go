@@ -177,8 +177,8 @@ func TestRouterPortForwarding(t *testing.T) {
 	}
 	for _, rule := range []string{
 		"dstnat: dnat 21=203.0.113.2:21", "dstnat: dnat 2121=[2001:db8:113::2]:2121",
-		"prerouting: assign ftp helper dnat 21=203.0.113.2:21", "forward: related ftp data",
-		"forward: ftp control dnat 2121=[2001:db8:113::2]:2121",
+		"prerouting: assign ftp helper dnat to 203.0.113.2:21", "forward: related ftp data",
+		"forward: ftp control dnat to [2001:db8:113::2]:2121",
 	} {
 		if counts[rule] == 0 {
 			t.Errorf("counter %q is zero: %v", rule, counts)
@@ -283,9 +283,12 @@ func TestClientRole(t *testing.T) {
 	}
 	// A client-role host admits no inbound FTP control connections, even to
 	// a server of its own.
+	// curl must time out (exit 28): refused would mean nothing listened.
 	StartVsftpd(t, cli, 21, files)
-	if out, err := Curl(t, srv, PASV, URL(cli.V4, 21, "/"), blockedTimeout); err == nil {
-		t.Fatalf("client-role host admitted an inbound control connection: %s", out)
+	_, err := Curl(t, srv, PASV, URL(cli.V4, 21, "/"), blockedTimeout)
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 28 {
+		t.Fatalf("inbound control connection to a client-role host: %v, want a timeout (curl exit 28)", err)
 	}
 
 	mustFtpnft(t, "uninstall", "--netns", cli.Path)

@@ -81,16 +81,40 @@ var Roles = []Role{RoleServer, RoleClient, RoleRouter}
 func ParseRoles(s string) ([]Role, error) {
 	var roles []Role
 	for _, item := range strings.Split(s, ",") {
-		r := Role(strings.TrimSpace(item))
-		if !slices.Contains(Roles, r) {
-			return nil, fmt.Errorf("role %q: want server, client or router (comma separated)", item)
-		}
-		if slices.Contains(roles, r) {
-			return nil, fmt.Errorf("role %q listed twice", r)
-		}
-		roles = append(roles, r)
+		roles = append(roles, Role(strings.TrimSpace(item)))
+	}
+	if err := validateRoles(roles); err != nil {
+		return nil, err
 	}
 	return roles, nil
+}
+
+func validateRoles(roles []Role) error {
+	if len(roles) == 0 {
+		return fmt.Errorf("roles: at least one of server, client, router is needed")
+	}
+	for _, r := range roles {
+		if !slices.Contains(Roles, r) {
+			return fmt.Errorf("role %q: want server, client or router (comma separated)", r)
+		}
+	}
+	if r, ok := firstDuplicate(roles); ok {
+		return fmt.Errorf("role %q listed twice", r)
+	}
+	return nil
+}
+
+// firstDuplicate returns the first value of xs that occurs earlier in xs.
+func firstDuplicate[T comparable](xs []T) (T, bool) {
+	seen := make(map[T]bool, len(xs))
+	for _, x := range xs {
+		if seen[x] {
+			return x, true
+		}
+		seen[x] = true
+	}
+	var zero T
+	return zero, false
 }
 
 // DNAT forwards FTP control connections that reach this host on ListenPort
@@ -121,14 +145,14 @@ func ParseDNAT(s string) (DNAT, error) {
 		return DNAT{}, fmt.Errorf("dnat %q: target %q: %w", s, to, err)
 	}
 	addr, err := netip.ParseAddr(host)
-	if err != nil || addr.Zone() != "" {
+	if err != nil {
 		return DNAT{}, fmt.Errorf("dnat %q: target address %q: not an IPv4 or IPv6 address", s, host)
 	}
 	p, err := helper.ParsePort(port)
 	if err != nil {
 		return DNAT{}, fmt.Errorf("dnat %q: target %w", s, err)
 	}
-	d := DNAT{ListenPort: lp, To: netip.AddrPortFrom(addr.Unmap(), p)}
+	d := DNAT{ListenPort: lp, To: netip.AddrPortFrom(addr, p)}
 	if err := d.validate(); err != nil {
 		return DNAT{}, err
 	}
@@ -163,8 +187,12 @@ func (d DNAT) validate() error {
 		return fmt.Errorf("dnat %s: listen port 0: out of range 1-65535", d)
 	case d.To.Port() == 0:
 		return fmt.Errorf("dnat %s: target port 0: out of range 1-65535", d)
-	case !a.IsValid() || a.Is4In6():
-		return fmt.Errorf("dnat %s: target address %s: want an IPv4 or IPv6 address", d, a)
+	case !a.IsValid():
+		return fmt.Errorf("dnat %s: no target address", d)
+	case a.Zone() != "":
+		return fmt.Errorf("dnat %s: target address %s: a zone (%%%s) cannot be matched by nftables", d, a, a.Zone())
+	case a.Is4In6():
+		return fmt.Errorf("dnat %s: target address %s is IPv4-mapped: write it as %s", d, a, a.Unmap())
 	case a.IsUnspecified() || a.IsMulticast() || a.IsLoopback() || a.IsLinkLocalUnicast() || a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
 		return fmt.Errorf("dnat %s: target address %s: want a routable unicast address of the inner server", d, a)
 	}
@@ -196,8 +224,8 @@ type Config struct {
 	// Policy is the policy of the input chain (roles server and client)
 	// and of the forward chain (role router).
 	Policy Policy
-	// Allow lists extra services (destination ports) that the policy
-	// chains admit: to this host in input, through it in forward.
+	// Allow lists extra services (destination ports) of this host that
+	// the input chain admits. They are not forwarded.
 	Allow []Service
 	// DNAT forwards control connections to inner servers (role router).
 	DNAT []DNAT
@@ -236,39 +264,25 @@ func (c Config) Validate() error {
 	if len(c.Ports) == 0 {
 		return fmt.Errorf("ports: at least one FTP control port is needed")
 	}
-	seen := map[uint16]bool{}
-	for _, p := range c.Ports {
-		if p == 0 {
-			return fmt.Errorf("port 0: out of range 1-65535")
-		}
-		if seen[p] {
-			return fmt.Errorf("port %d listed twice", p)
-		}
-		seen[p] = true
+	if slices.Contains(c.Ports, 0) {
+		return fmt.Errorf("port 0: out of range 1-65535")
 	}
-	if len(c.Roles) == 0 {
-		return fmt.Errorf("roles: at least one of server, client, router is needed")
+	if p, ok := firstDuplicate(c.Ports); ok {
+		return fmt.Errorf("port %d listed twice", p)
 	}
-	for i, r := range c.Roles {
-		if !slices.Contains(Roles, r) {
-			return fmt.Errorf("role %q: want server, client or router", r)
-		}
-		if slices.Contains(c.Roles[:i], r) {
-			return fmt.Errorf("role %q listed twice", r)
-		}
+	if err := validateRoles(c.Roles); err != nil {
+		return err
 	}
 	if _, err := ParsePolicy(string(c.Policy)); err != nil {
 		return err
 	}
-	seenSvc := map[Service]bool{}
 	for _, s := range c.Allow {
 		if _, err := ParseService(s.String()); err != nil {
 			return err
 		}
-		if seenSvc[s] {
-			return fmt.Errorf("service %s allowed twice", s)
-		}
-		seenSvc[s] = true
+	}
+	if s, ok := firstDuplicate(c.Allow); ok {
+		return fmt.Errorf("service %s allowed twice", s)
 	}
 	if len(c.DNAT) > 0 && !c.Has(RoleRouter) {
 		return fmt.Errorf("dnat %s: forwarding needs role router (add --role router)", c.DNAT[0])
@@ -287,17 +301,22 @@ func (c Config) Validate() error {
 			return fmt.Errorf("dnat %s: listen port %d is already forwarded by dnat %s", d, d.ListenPort, prev)
 		}
 		seenListen[l] = d
+		// DNAT runs before input: this host's own server would never
+		// see its control port.
+		if c.Has(RoleServer) && slices.Contains(c.Ports, d.ListenPort) {
+			return fmt.Errorf("dnat %s: listen port %d is also a control port of this host's FTP server (role server); forward another port or drop it from --ports", d, d.ListenPort)
+		}
 	}
 	if len(c.Masquerade) > 0 && !c.Has(RoleRouter) {
 		return fmt.Errorf("masquerade %s: source NAT needs role router (add --role router)", c.Masquerade[0])
 	}
-	for i, m := range c.Masquerade {
+	for _, m := range c.Masquerade {
 		if _, err := ParseInterface(m); err != nil {
 			return err
 		}
-		if slices.Contains(c.Masquerade[:i], m) {
-			return fmt.Errorf("masquerade %s listed twice", m)
-		}
+	}
+	if m, ok := firstDuplicate(c.Masquerade); ok {
+		return fmt.Errorf("masquerade %s listed twice", m)
 	}
 	return nil
 }

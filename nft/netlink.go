@@ -373,53 +373,46 @@ type shape struct {
 	masquerade bool
 }
 
-// shapeOf decodes r's expressions into a shape.
+// shapeOf decodes r's expressions into a shape. Matches count only as
+// equality tests, as ftpnft writes them.
 func shapeOf(r *nftables.Rule) shape {
 	var sh shape
-	var regAddr []byte
-	var regPort uint16
+	regs := map[uint32][]byte{} // immediate values loaded into registers
 	for i, e := range r.Exprs {
-		var next *expr.Cmp
+		var eq []byte // the value the next expression compares for equality
 		if i+1 < len(r.Exprs) {
-			next, _ = r.Exprs[i+1].(*expr.Cmp)
+			if cmp, ok := r.Exprs[i+1].(*expr.Cmp); ok && cmp.Op == expr.CmpOpEq {
+				eq = cmp.Data
+			}
 		}
 		switch e := e.(type) {
 		case *expr.Payload:
-			if next == nil || next.Op != expr.CmpOpEq {
-				continue
-			}
 			switch {
-			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && len(next.Data) == 2:
-				sh.dport = binary.BigEndian.Uint16(next.Data)
-			case e.Base == expr.PayloadBaseNetworkHeader && (e.Offset == 16 && e.Len == 4 || e.Offset == 24 && e.Len == 16):
-				sh.daddr, _ = netip.AddrFromSlice(next.Data)
+			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && len(eq) == 2:
+				sh.dport = binary.BigEndian.Uint16(eq)
+			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 16 && len(eq) == 4,
+				e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 24 && len(eq) == 16:
+				sh.daddr, _ = netip.AddrFromSlice(eq)
 			}
 		case *expr.Meta:
-			if e.Key == expr.MetaKeyOIFNAME && next != nil {
-				sh.oifname = string(bytes.TrimRight(next.Data, "\x00"))
+			if e.Key == expr.MetaKeyOIFNAME && eq != nil {
+				sh.oifname = string(bytes.TrimRight(eq, "\x00"))
 			}
 		case *expr.Bitwise:
-			if i > 0 {
-				if ct, ok := r.Exprs[i-1].(*expr.Ct); ok && ct.Key == expr.CtKeySTATE {
-					sh.ctNew = sh.ctNew || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateNew))
-				}
+			if ct, ok := r.Exprs[max(i-1, 0)].(*expr.Ct); ok && ct.Key == expr.CtKeySTATE {
+				sh.ctNew = sh.ctNew || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateNew))
 			}
 		case *expr.Objref:
 			sh.assigns = sh.assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
 		case *expr.Verdict:
 			sh.accept = e.Kind == expr.VerdictAccept
 		case *expr.Immediate:
-			switch e.Register {
-			case 1:
-				regAddr = e.Data
-			case 2:
-				if len(e.Data) == 2 {
-					regPort = binary.BigEndian.Uint16(e.Data)
-				}
-			}
+			regs[e.Register] = e.Data
 		case *expr.NAT:
-			if a, ok := netip.AddrFromSlice(regAddr); ok && e.Type == expr.NATTypeDestNAT {
-				sh.dnat = netip.AddrPortFrom(a, regPort)
+			addr, ok := netip.AddrFromSlice(regs[e.RegAddrMin])
+			port := regs[e.RegProtoMin]
+			if ok && e.Type == expr.NATTypeDestNAT && len(port) == 2 {
+				sh.dnat = netip.AddrPortFrom(addr, binary.BigEndian.Uint16(port))
 			}
 		case *expr.Masq:
 			sh.masquerade = true

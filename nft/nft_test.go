@@ -110,6 +110,21 @@ func TestValidate(t *testing.T) {
 			return c
 		}(), "target port 0"},
 		{"bad interface", func() Config { c := routerConfig(); c.Masquerade = []string{`eth0" accept`}; return c }(), `interface "eth0\" accept"`},
+		{"dnat to zoned address", func() Config {
+			c := routerConfig()
+			c.DNAT = []DNAT{{21, netip.MustParseAddrPort("[2001:db8::10%eth0]:21")}}
+			return c
+		}(), "a zone (%eth0) cannot be matched"},
+		{"dnat to mapped address", func() Config {
+			c := routerConfig()
+			c.DNAT = []DNAT{{21, netip.MustParseAddrPort("[::ffff:192.0.2.10]:21")}}
+			return c
+		}(), "is IPv4-mapped: write it as 192.0.2.10"},
+		{"dnat over own server", func() Config {
+			c := routerConfig()
+			c.Roles = []Role{RoleServer, RoleRouter}
+			return c
+		}(), "listen port 21 is also a control port of this host's FTP server"},
 		{"duplicate interface", func() Config { c := routerConfig(); c.Masquerade = []string{"eth0", "eth0"}; return c }(), "masquerade eth0 listed twice"},
 	}
 	for _, tt := range tests {
@@ -141,6 +156,18 @@ func TestParseService(t *testing.T) {
 	}
 }
 
+func TestDNATTargetsOnce(t *testing.T) {
+	c := routerConfig()
+	c.DNAT = []DNAT{{21, netip.MustParseAddrPort("192.0.2.10:21")}, {2121, netip.MustParseAddrPort("192.0.2.10:21")}}
+	text := mustBuild(t, c).Render()
+	if n := strings.Count(text, "ip daddr 192.0.2.10 tcp dport 21 ct state new ct helper set"); n != 1 {
+		t.Errorf("helper assigned %d times to one target, want 1:\n%s", n, text)
+	}
+	if n := strings.Count(text, "dnat ip to 192.0.2.10:21"); n != 2 {
+		t.Errorf("%d DNAT rules for two listen ports, want 2:\n%s", n, text)
+	}
+}
+
 func TestParseRoles(t *testing.T) {
 	for in, want := range map[string]string{
 		"server": "", "client,router": "", "server, client": "", "": `role ""`,
@@ -157,7 +184,8 @@ func TestParseDNAT(t *testing.T) {
 	for in, want := range map[string]string{
 		"21=192.0.2.10:21":          "21=192.0.2.10:21",
 		"2121=[2001:db8::10]:21":    "2121=[2001:db8::10]:21",
-		"21=[::ffff:192.0.2.10]:21": "21=192.0.2.10:21", // mapped address: IPv4
+		"65535=[2001:db8::a]:1":     "65535=[2001:db8::a]:1",
+		"21=[::ffff:192.0.2.10]:21": "is IPv4-mapped: write it as 192.0.2.10",
 		"21":                        "want LISTENPORT=ADDR:PORT",
 		"21=192.0.2.10":             "the port is required",
 		"21=2001:db8::10:21":        "an IPv6 target needs brackets",
@@ -166,21 +194,22 @@ func TestParseDNAT(t *testing.T) {
 		"x=192.0.2.10:21":           `listen port "x"`,
 		"21=192.0.2.10:70000":       `target port "70000": out of range`,
 		"21=ftp.example:21":         `target address "ftp.example"`,
-		"21=[fe80::1%eth0]:21":      `target address "fe80::1%eth0"`,
+		"21=[fe80::1%eth0]:21":      "a zone (%eth0) cannot be matched",
+		"21=[2001:db8::1%1]:21":     "a zone (%1) cannot be matched",
 		"21=0.0.0.0:21":             "want a routable unicast address",
 		"21=224.0.0.1:21":           "want a routable unicast address",
 		"21=[::1]:21":               "want a routable unicast address",
 	} {
 		d, err := ParseDNAT(in)
-		got := d.String()
-		if err != nil {
-			got = err.Error()
-		}
-		if !strings.Contains(got, want) {
-			t.Errorf("ParseDNAT(%q) = %q, want %q", in, got, want)
-		}
-		if err != nil && !strings.Contains(err.Error(), in) {
-			t.Errorf("ParseDNAT(%q) error %q does not name the value", in, err)
+		switch {
+		case want == in:
+			if err != nil || d.String() != in {
+				t.Errorf("ParseDNAT(%q) = %v, %v; want it back unchanged", in, d, err)
+			}
+		case err == nil:
+			t.Errorf("ParseDNAT(%q) = %v, want error %q", in, d, want)
+		case !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), in):
+			t.Errorf("ParseDNAT(%q) error %q, want it to contain %q and name the value", in, err, want)
 		}
 	}
 }
@@ -199,7 +228,7 @@ func TestParseInterface(t *testing.T) {
 func TestStatusOfRoles(t *testing.T) {
 	cfg := routerConfig()
 	cfg.Roles = []Role{RoleServer, RoleClient, RoleRouter}
-	cfg.Ports = []uint16{21, 990}
+	cfg.Ports = []uint16{990, 8021}
 	k := &fakeKernel{}
 	rs := mustBuild(t, cfg)
 	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
@@ -216,6 +245,7 @@ func TestStatusOfRoles(t *testing.T) {
 	for _, roles := range [][]Role{{RoleServer}, {RoleClient}, {RoleRouter}, {RoleClient, RoleRouter}} {
 		c := DefaultConfig()
 		c.Roles = roles
+		c.Allow = []Service{{"tcp", 22}} // an allowed service does not make a server
 		rs := mustBuild(t, c)
 		if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
 			t.Fatal(err)

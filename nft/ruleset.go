@@ -2,6 +2,7 @@ package nft
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -120,8 +121,9 @@ const (
 //     discovery, new control connections (role server) and the allowed
 //     services.
 //   - forward (filter, the policy), role router: ESTABLISHED, RELATED by the
-//     ftp helper, ICMP errors, DNATed and forwarded new control connections
-//     and the allowed services.
+//     ftp helper, ICMP errors, new control connections DNATed to the inner
+//     servers, and new forwarded connections to the control ports, in
+//     either direction. Allowed services are not forwarded.
 //   - srcnat (nat, postrouting, priority srcnat), with masquerade: traffic
 //     leaving through the interfaces gets their address.
 func Build(c Config) (*Ruleset, error) {
@@ -144,25 +146,20 @@ func Build(c Config) (*Ruleset, error) {
 		rs.Chains = append(rs.Chains, dst)
 	}
 
+	targets := dnatTargets(c.DNAT)
 	if server || router {
 		pre := Chain{Name: "prerouting", Type: typeFilter, Hook: "prerouting", Priority: prioFilter, Policy: PolicyAccept}
-		for _, d := range c.DNAT {
-			pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s dnat %s", commentAssign, d),
-				daddr{d.To.Addr()}, dport{ftp.Protocol, d.To.Port()}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
+		for _, to := range targets {
+			pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s dnat to %s", commentAssign, to),
+				daddr{to.Addr()}, dport{ftp.Protocol, to.Port()}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
 		}
-		for _, p := range c.Ports {
-			pre.Rules = append(pre.Rules, rule(fmt.Sprintf("%s port %d", commentAssign, p),
-				dport{ftp.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
-		}
+		pre.Rules = append(pre.Rules, assignRules(c.Ports, "port")...)
 		rs.Chains = append(rs.Chains, pre)
 	}
 
 	if client {
 		out := Chain{Name: "output", Type: typeFilter, Hook: "output", Priority: prioFilter, Policy: PolicyAccept}
-		for _, p := range c.Ports {
-			out.Rules = append(out.Rules, rule(fmt.Sprintf("%s outbound port %d", commentAssign, p),
-				dport{ftp.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{}))
-		}
+		out.Rules = assignRules(c.Ports, "outbound port")
 		rs.Chains = append(rs.Chains, out)
 	}
 
@@ -177,27 +174,22 @@ func Build(c Config) (*Ruleset, error) {
 			rule("ipv6 neighbour discovery", icmpv6Types{133, 136}, accept),
 		)
 		if server {
-			for _, p := range c.Ports {
-				in.Rules = append(in.Rules, rule(fmt.Sprintf("%s port %d", commentControl, p),
-					dport{ftp.Protocol, p}, ctState{stateNew}, counter{}, accept))
-			}
+			in.Rules = append(in.Rules, controlRules(c.Ports)...)
 		}
-		in.Rules = append(in.Rules, allowRules(c.Allow)...)
+		for _, s := range c.Allow {
+			in.Rules = append(in.Rules, rule("allow "+s.String(), dport{s.Protocol, s.Port}, counter{}, accept))
+		}
 		rs.Chains = append(rs.Chains, in)
 	}
 
 	if router {
 		fwd := Chain{Name: "forward", Type: typeFilter, Hook: "forward", Priority: prioFilter, Policy: c.Policy}
 		fwd.Rules = statefulRules()
-		for _, d := range c.DNAT {
-			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s dnat %s", commentControl, d),
-				ctStatusDNAT{}, daddr{d.To.Addr()}, dport{ftp.Protocol, d.To.Port()}, ctState{stateNew}, counter{}, accept))
+		for _, to := range targets {
+			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s dnat to %s", commentControl, to),
+				ctStatusDNAT{}, daddr{to.Addr()}, dport{ftp.Protocol, to.Port()}, ctState{stateNew}, counter{}, accept))
 		}
-		for _, p := range c.Ports {
-			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s port %d", commentControl, p),
-				dport{ftp.Protocol, p}, ctState{stateNew}, counter{}, accept))
-		}
-		fwd.Rules = append(fwd.Rules, allowRules(c.Allow)...)
+		fwd.Rules = append(fwd.Rules, controlRules(c.Ports)...)
 		rs.Chains = append(rs.Chains, fwd)
 	}
 
@@ -224,12 +216,36 @@ func statefulRules() []Rule {
 	}
 }
 
-func allowRules(allow []Service) []Rule {
-	rules := make([]Rule, len(allow))
-	for i, s := range allow {
-		rules[i] = rule("allow "+s.String(), dport{s.Protocol, s.Port}, counter{}, accept)
+// assignRules give the helper to NEW connections to each control port.
+func assignRules(ports []uint16, what string) []Rule {
+	rules := make([]Rule, len(ports))
+	for i, p := range ports {
+		rules[i] = rule(fmt.Sprintf("%s %s %d", commentAssign, what, p),
+			dport{helper.FTP.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{})
 	}
 	return rules
+}
+
+// controlRules admit NEW connections to each control port.
+func controlRules(ports []uint16) []Rule {
+	rules := make([]Rule, len(ports))
+	for i, p := range ports {
+		rules[i] = rule(fmt.Sprintf("%s port %d", commentControl, p),
+			dport{helper.FTP.Protocol, p}, ctState{stateNew}, counter{}, accept)
+	}
+	return rules
+}
+
+// dnatTargets returns the inner servers of dnat, each once, in order: two
+// listen ports may forward to the same server.
+func dnatTargets(dnat []DNAT) []netip.AddrPort {
+	var targets []netip.AddrPort
+	for _, d := range dnat {
+		if !slices.Contains(targets, d.To) {
+			targets = append(targets, d.To)
+		}
+	}
+	return targets
 }
 
 // WithoutHelper returns a copy of rs without its ct helper objects and the

@@ -71,7 +71,7 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 			st.Policy = ch.Policy
 		}
 		roles[RoleRouter] = roles[RoleRouter] || ch.Hook == "forward"
-		for _, r := range ch.rules {
+		for i, r := range ch.rules {
 			sh := shapeOf(r)
 			switch {
 			case sh.assigns && sh.dport != 0 && !sh.daddr.IsValid():
@@ -86,8 +86,6 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 			case sh.masquerade:
 				st.Masquerade = append(st.Masquerade, sh.oifname)
 			}
-		}
-		for i, r := range ch.rules {
 			for _, e := range r.Exprs {
 				if cnt, ok := e.(*expr.Counter); ok {
 					st.Counters = append(st.Counters, Counter{

@@ -96,21 +96,26 @@ func ctBit(key expr.CtKey, bit uint32) []expr.Any {
 // nfproto matches the packet's address family: "meta nfproto ipv4".
 type nfproto struct{ v6 bool }
 
-func (s nfproto) text() string {
-	if s.v6 {
-		return "meta nfproto ipv6"
-	}
-	return "meta nfproto ipv4"
-}
+func (s nfproto) text() string { return "meta nfproto " + familyOf(s.v6).name }
 func (s nfproto) exprs() []expr.Any {
-	fam := byte(unix.NFPROTO_IPV4)
-	if s.v6 {
-		fam = unix.NFPROTO_IPV6
-	}
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{familyOf(s.v6).nfproto}},
 	}
+}
+
+// addrFamily is how nft names an address family in each place.
+type addrFamily struct {
+	name    string // meta nfproto ipv4
+	payload string // ip daddr, dnat ip to
+	nfproto byte
+}
+
+func familyOf(v6 bool) addrFamily {
+	if v6 {
+		return addrFamily{"ipv6", "ip6", unix.NFPROTO_IPV6}
+	}
+	return addrFamily{"ipv4", "ip", unix.NFPROTO_IPV4}
 }
 
 // daddr matches one destination address: "ip daddr 192.0.2.10" or
@@ -118,12 +123,7 @@ func (s nfproto) exprs() []expr.Any {
 // dependency itself; so do we.
 type daddr struct{ addr netip.Addr }
 
-func (s daddr) text() string {
-	if s.addr.Is6() {
-		return "ip6 daddr " + s.addr.String()
-	}
-	return "ip daddr " + s.addr.String()
-}
+func (s daddr) text() string { return familyOf(s.addr.Is6()).payload + " daddr " + s.addr.String() }
 func (s daddr) exprs() []expr.Any {
 	offset, length := uint32(16), uint32(4) // struct iphdr daddr
 	if s.addr.Is6() {
@@ -155,16 +155,10 @@ func (fibDaddrLocal) exprs() []expr.Any {
 type dnatTo struct{ to netip.AddrPort }
 
 func (s dnatTo) text() string {
-	if s.to.Addr().Is6() {
-		return "dnat ip6 to " + s.to.String()
-	}
-	return "dnat ip to " + s.to.String()
+	return "dnat " + familyOf(s.to.Addr().Is6()).payload + " to " + s.to.String()
 }
 func (s dnatTo) exprs() []expr.Any {
-	fam := uint32(unix.NFPROTO_IPV4)
-	if s.to.Addr().Is6() {
-		fam = unix.NFPROTO_IPV6
-	}
+	fam := uint32(familyOf(s.to.Addr().Is6()).nfproto)
 	return []expr.Any{
 		&expr.Immediate{Register: 1, Data: s.to.Addr().AsSlice()},
 		&expr.Immediate{Register: 2, Data: binary.BigEndian.AppendUint16(nil, s.to.Port())},
@@ -188,12 +182,18 @@ type ctHelperIs struct{ kernelName string }
 
 func (s ctHelperIs) text() string { return fmt.Sprintf("ct helper %q", s.kernelName) }
 func (s ctHelperIs) exprs() []expr.Any {
-	name := make([]byte, helperNameLen)
-	copy(name, s.kernelName)
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeyHELPER, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: padded(s.kernelName, helperNameLen)},
 	}
+}
+
+// padded returns name zero padded to n bytes, as nft loads fixed-size
+// strings into registers.
+func padded(name string, n int) []byte {
+	b := make([]byte, n)
+	copy(b, name)
+	return b
 }
 
 // ctHelperSet assigns a ct helper object: ct helper set "ftp-helper".
@@ -220,11 +220,9 @@ func (s oifname) text() string      { return fmt.Sprintf("oifname %q", s.name) }
 func (s oifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyOIFNAME, s.name) }
 
 func ifnameExprs(key expr.MetaKey, name string) []expr.Any {
-	padded := make([]byte, ifnameLen)
-	copy(padded, name)
 	return []expr.Any{
 		&expr.Meta{Key: key, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: padded},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: padded(name, ifnameLen)},
 	}
 }
 

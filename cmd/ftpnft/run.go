@@ -66,8 +66,8 @@ Flags (install, status, render):
   --policy drop|accept
                       policy of the input chain (server, client) and the
                       forward chain (router) (default "drop")
-  --allow PROTO/PORT  also admit new connections to this service, e.g. tcp/22,
-                      on input and forward; repeatable
+  --allow PROTO/PORT  also admit this host's service, e.g. tcp/22, on input
+                      (it is not forwarded); repeatable
   --dnat LISTENPORT=ADDR:PORT
                       (router) forward FTP control connections to this
                       host's LISTENPORT to an inner server, with nf_nat_ftp

@@ -1,10 +1,13 @@
 package nft
 
 import (
+	"bufio"
 	"fmt"
 	"net/netip"
+	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/ftpnft/ftpnft/helper"
@@ -212,6 +215,143 @@ func ParseInterface(s string) (string, error) {
 	return s, nil
 }
 
+// PortRange is an inclusive range of TCP ports, LO-HI.
+type PortRange struct {
+	Lo uint16 `json:"lo"`
+	Hi uint16 `json:"hi"`
+}
+
+// String formats r as "LO-HI", the form [ParsePortRange] reads.
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Lo, r.Hi) }
+
+// IsZero reports whether r is unset.
+func (r PortRange) IsZero() bool { return r == PortRange{} }
+
+// ParsePortRange parses "LO-HI" such as "50000-50100".
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return PortRange{}, fmt.Errorf("port range %q: want LO-HI such as 50000-50100", s)
+	}
+	l, err := helper.ParsePort(lo)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+	}
+	h, err := helper.ParsePort(hi)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+	}
+	r := PortRange{l, h}
+	return r, r.validate("port range")
+}
+
+func (r PortRange) validate(what string) error {
+	if r.Lo == 0 || r.Lo > r.Hi {
+		return fmt.Errorf("%s %s: want 1 <= LO <= HI <= 65535", what, r)
+	}
+	return nil
+}
+
+// Rate is a number of events per second or per minute.
+type Rate struct {
+	N    uint64 `json:"n"`
+	Unit string `json:"unit"` // "second" or "minute"
+}
+
+// String formats r as "N/UNIT", the form [ParseRate] reads.
+func (r Rate) String() string { return fmt.Sprintf("%d/%s", r.N, r.Unit) }
+
+// IsZero reports whether r is unset.
+func (r Rate) IsZero() bool { return r == Rate{} }
+
+// ParseRate parses "N/second" or "N/minute".
+func ParseRate(s string) (Rate, error) {
+	n, unit, ok := strings.Cut(s, "/")
+	v, err := strconv.ParseUint(n, 10, 32)
+	if !ok || err != nil {
+		return Rate{}, fmt.Errorf("rate %q: want N/second or N/minute with N a positive number", s)
+	}
+	r := Rate{N: v, Unit: unit}
+	return r, r.validate()
+}
+
+func (r Rate) validate() error {
+	if r.N == 0 || r.N > 1<<31 {
+		return fmt.Errorf("rate %s: want N from 1 to %d", r, 1<<31)
+	}
+	if r.Unit != "second" && r.Unit != "minute" {
+		return fmt.Errorf("rate %s: unit %q: want second or minute", r, r.Unit)
+	}
+	return nil
+}
+
+// ParseSource parses a source network in CIDR notation, or a single
+// address. Host bits must be zero, so that a typo cannot widen the
+// allowlist silently.
+func ParseSource(s string) (netip.Prefix, error) {
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, fmt.Errorf("source %q: not an address or CIDR", s)
+		}
+		return netip.PrefixFrom(a, a.BitLen()), validateSource(netip.PrefixFrom(a, a.BitLen()))
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("source %q: not a CIDR (%v)", s, err)
+	}
+	return p, validateSource(p)
+}
+
+func validateSource(p netip.Prefix) error {
+	switch {
+	case !p.IsValid():
+		return fmt.Errorf("source %s: not a CIDR", p)
+	case p.Addr().Zone() != "":
+		return fmt.Errorf("source %s: zones cannot be matched", p)
+	case p.Addr().Is4In6():
+		return fmt.Errorf("source %s is IPv4-mapped: write it as IPv4", p)
+	case p.Masked() != p:
+		return fmt.Errorf("source %s: host bits set; did you mean %s?", p, p.Masked())
+	}
+	return nil
+}
+
+// ReadSourceFile reads sources from a file: one CIDR or address per line;
+// blank lines and everything after '#' are ignored. Errors name the file
+// and line.
+func ReadSourceFile(path string) ([]netip.Prefix, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("source file: %w", err)
+	}
+	defer f.Close()
+	var out []netip.Prefix
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line, _, _ := strings.Cut(sc.Text(), "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		p, err := ParseSource(line)
+		if err != nil {
+			return nil, fmt.Errorf("source file %s:%d: %w", path, n, err)
+		}
+		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("source file %s: %w", path, err)
+	}
+	return out, nil
+}
+
+// DefaultRelatedPorts are the ports related data connections may go to:
+// the unprivileged ones. An FTP client or server never needs a data
+// connection to a privileged port; an attacker who talks the helper into
+// expecting one (FTP bounce, NAT slipstreaming) does.
+var DefaultRelatedPorts = PortRange{1024, 65535}
+
 // Config is what the user asks for. The zero value is not valid: start from
 // [DefaultConfig].
 type Config struct {
@@ -232,6 +372,29 @@ type Config struct {
 	// Masquerade lists the interfaces behind which inner clients are
 	// hidden by source NAT (role router).
 	Masquerade []string
+	// RelatedPorts are the destination ports RELATED data connections
+	// may use; [DefaultRelatedPorts] unless configured otherwise.
+	RelatedPorts PortRange
+	// PassivePorts, when set, opens this range for NEW connections to this
+	// host (role server): for FTPS, whose encrypted control channel the
+	// helper cannot read.
+	PassivePorts PortRange
+	// Sources, when not empty, are the only networks that may open control
+	// connections (roles server and router). They are stored in interval
+	// sets: one lookup per connection however many there are.
+	Sources []netip.Prefix
+	// MaxConnPerSource, when not 0, limits the concurrent control
+	// connections of each source address; more are refused (TCP reset).
+	MaxConnPerSource uint32
+	// ConnRate, when set, limits the new control connections per source
+	// address; the excess is dropped.
+	ConnRate Rate
+}
+
+// hardened reports whether control connections go through the checks of
+// the ftp-control chain.
+func (c Config) hardened() bool {
+	return len(c.Sources) > 0 || c.MaxConnPerSource > 0 || !c.ConnRate.IsZero()
 }
 
 // Has reports whether c includes role r.
@@ -241,10 +404,11 @@ func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
 // behind a drop policy.
 func DefaultConfig() Config {
 	return Config{
-		Table:  DefaultTable,
-		Ports:  []uint16{helper.FTP.DefaultPort},
-		Roles:  []Role{RoleServer},
-		Policy: PolicyDrop,
+		Table:        DefaultTable,
+		Ports:        []uint16{helper.FTP.DefaultPort},
+		Roles:        []Role{RoleServer},
+		Policy:       PolicyDrop,
+		RelatedPorts: DefaultRelatedPorts,
 	}
 }
 
@@ -317,6 +481,33 @@ func (c Config) Validate() error {
 	}
 	if m, ok := firstDuplicate(c.Masquerade); ok {
 		return fmt.Errorf("masquerade %s listed twice", m)
+	}
+	if err := c.RelatedPorts.validate("related ports"); err != nil {
+		return err
+	}
+	if !c.PassivePorts.IsZero() {
+		if err := c.PassivePorts.validate("passive ports"); err != nil {
+			return err
+		}
+		if !c.Has(RoleServer) {
+			return fmt.Errorf("passive ports %s: a passive range is opened on this host's server (add role server)", c.PassivePorts)
+		}
+		if c.PassivePorts.Lo < 1024 {
+			return fmt.Errorf("passive ports %s: must be unprivileged (1024 or above)", c.PassivePorts)
+		}
+	}
+	for _, p := range c.Sources {
+		if err := validateSource(p); err != nil {
+			return err
+		}
+	}
+	if c.hardened() && !c.Has(RoleServer) && !c.Has(RoleRouter) {
+		return fmt.Errorf("sources, connection limits and rates apply to control connections this host accepts or forwards (add role server or router)")
+	}
+	if !c.ConnRate.IsZero() {
+		if err := c.ConnRate.validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -27,6 +27,7 @@ func ExampleBuild() {
 	// Output:
 	// tcp dport 21 ct state new ct helper set "ftp-helper" counter comment "ftpnft: assign ftp helper port 21"
 	// tcp dport 2121 ct state new ct helper set "ftp-helper" counter comment "ftpnft: assign ftp helper port 2121"
+	// ct state related ct helper "ftp" tcp dport 1024-65535 counter accept comment "ftpnft: related ftp data"
 	// tcp dport 21 ct state new counter accept comment "ftpnft: ftp control port 21"
 	// tcp dport 2121 ct state new counter accept comment "ftpnft: ftp control port 2121"
 	// tcp dport 22 counter accept comment "ftpnft: allow tcp/22"

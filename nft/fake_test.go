@@ -22,13 +22,15 @@ type fakeKernel struct {
 }
 
 type fakeState struct {
-	tables, objs, chains, rules []netlink.Message
+	tables, objs, sets, elems, chains, rules []netlink.Message
 }
 
 func (s fakeState) clone() fakeState {
 	return fakeState{
 		tables: append([]netlink.Message(nil), s.tables...),
 		objs:   append([]netlink.Message(nil), s.objs...),
+		sets:   append([]netlink.Message(nil), s.sets...),
+		elems:  append([]netlink.Message(nil), s.elems...),
 		chains: append([]netlink.Message(nil), s.chains...),
 		rules:  append([]netlink.Message(nil), s.rules...),
 	}
@@ -54,7 +56,8 @@ func attr(m netlink.Message, typ uint16) string {
 
 // Attribute numbers shared by the message kinds the fake stores.
 const (
-	attrTable     = 1 // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,OBJ_TABLE}
+	attrTable     = 1 // NFTA_{TABLE_NAME,CHAIN_TABLE,RULE_TABLE,OBJ_TABLE,SET_TABLE,SET_ELEM_LIST_TABLE}
+	attrSetName   = 2 // NFTA_SET_NAME, NFTA_SET_ELEM_LIST_SET
 	attrRuleChain = unix.NFTA_RULE_CHAIN
 	attrChainName = unix.NFTA_CHAIN_NAME
 )
@@ -88,6 +91,10 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		found = k.state.tables
 	case unix.NFT_MSG_GETOBJ:
 		found = k.state.objs
+	case unix.NFT_MSG_GETSET:
+		found = k.state.sets
+	case unix.NFT_MSG_GETSETELEM:
+		found = k.state.elems
 	case unix.NFT_MSG_GETCHAIN:
 		found = k.state.chains
 	case unix.NFT_MSG_GETRULE:
@@ -104,6 +111,9 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 			continue
 		}
 		if c := attr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && attr(m, attrRuleChain) != c {
+			continue
+		}
+		if msgType(req) == unix.NFT_MSG_GETSETELEM && attr(m, attrSetName) != attr(req, attrSetName) {
 			continue
 		}
 		m.Header.Flags = netlink.Multi
@@ -169,11 +179,22 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 			return syscall.ENOENT
 		}
 		s.tables, s.objs, s.chains, s.rules = keep(s.tables), keep(s.objs), keep(s.chains), keep(s.rules)
+		s.sets, s.elems = keep(s.sets), keep(s.elems)
 	case unix.NFT_MSG_NEWOBJ:
 		if !has(s.tables) {
 			return syscall.ENOENT
 		}
 		s.objs = append(s.objs, stored)
+	case unix.NFT_MSG_NEWSET:
+		if !has(s.tables) {
+			return syscall.ENOENT
+		}
+		s.sets = append(s.sets, stored)
+	case unix.NFT_MSG_NEWSETELEM:
+		if !has(s.sets) {
+			return syscall.ENOENT
+		}
+		s.elems = append(s.elems, stored)
 	case unix.NFT_MSG_NEWCHAIN:
 		if !has(s.tables) {
 			return syscall.ENOENT

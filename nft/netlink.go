@@ -14,6 +14,7 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 )
@@ -65,12 +66,26 @@ func connect(opts []Option) (*nftables.Conn, func(), error) {
 	case o.netnsFd >= 0:
 		copts = append(copts, nftables.WithNetNSFd(o.netnsFd))
 	}
+	if o.dial == nil {
+		copts = append(copts, nftables.WithSockOptions(bigBuffers))
+	}
 	c, err := nftables.New(copts...)
 	if err != nil {
 		release()
 		return nil, nil, &Error{Op: "connect", Err: classify(err)}
 	}
 	return c, release, nil
+}
+
+// socketBuffer is the netlink socket buffer size: a batch with a 10,000
+// entry source set, and the kernel's answers to it, exceed the default.
+const socketBuffer = 8 << 20
+
+func bigBuffers(c *netlink.Conn) error {
+	if err := c.SetReadBuffer(socketBuffer); err != nil {
+		return err
+	}
+	return c.SetWriteBuffer(socketBuffer)
 }
 
 // Result says what Apply did.
@@ -110,15 +125,19 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 	if cur != nil {
 		c.DelTable(table)
 	}
-	enqueue(c, rs, table)
+	if err := enqueue(c, rs, table); err != nil {
+		return Result{}, &Error{Op: "install", Table: rs.Table, Err: err}
+	}
 	if err := c.Flush(); err != nil {
 		return Result{}, &Error{Op: "install", Table: rs.Table, Err: classify(err)}
 	}
 	return Result{Changed: true, Replaced: cur != nil}, nil
 }
 
-// enqueue adds the messages that create rs to c's batch.
-func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) {
+// enqueue adds the messages that create rs to c's batch: the table, its
+// objects and sets, every chain (so that jumps find their target), then the
+// rules.
+func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) error {
 	c.AddTable(table)
 	for _, h := range rs.Helpers {
 		c.AddObj(&nftables.NamedObj{
@@ -132,19 +151,61 @@ func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) {
 			},
 		})
 	}
-	for _, ch := range rs.Chains {
-		chain := c.AddChain(&nftables.Chain{
-			Name:     ch.Name,
-			Table:    table,
-			Type:     nftables.ChainType(ch.Type),
-			Hooknum:  nftables.ChainHookRef(hookNumbers[ch.Hook]),
-			Priority: nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority)),
-			Policy:   policyRef(ch.Policy),
-		})
-		for _, r := range ch.Rules {
-			c.AddRule(&nftables.Rule{Table: table, Chain: chain, Exprs: r.Exprs(), UserData: r.UserData()})
+	for _, s := range rs.Sets {
+		if err := addSet(c, table, s); err != nil {
+			return err
 		}
 	}
+	chains := make([]*nftables.Chain, len(rs.Chains))
+	for i, ch := range rs.Chains {
+		chain := &nftables.Chain{Name: ch.Name, Table: table}
+		if ch.Hook != "" {
+			chain.Type = nftables.ChainType(ch.Type)
+			chain.Hooknum = nftables.ChainHookRef(hookNumbers[ch.Hook])
+			chain.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
+			chain.Policy = policyRef(ch.Policy)
+		}
+		chains[i] = c.AddChain(chain)
+	}
+	for i, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: r.Exprs(), UserData: r.UserData()})
+		}
+	}
+	return nil
+}
+
+// setChunk is how many set elements go into one netlink message: all of a
+// large set in one message exceeds what a message can hold. The chunks stay
+// in the same batch, so the set still appears whole or not at all.
+const setChunk = 1000
+
+func addSet(c *nftables.Conn, table *nftables.Table, s Set) error {
+	set := &nftables.Set{
+		Table:      table,
+		Name:       s.Name,
+		KeyType:    nftables.TypeIPAddr,
+		Interval:   s.Interval,
+		Dynamic:    s.Dynamic,
+		HasTimeout: s.Timeout > 0,
+		Timeout:    s.Timeout,
+		Size:       s.Size,
+	}
+	if s.V6 {
+		set.KeyType = nftables.TypeIP6Addr
+	}
+	if err := c.AddSet(set, nil); err != nil {
+		return err
+	}
+	els := s.elements()
+	for len(els) > 0 {
+		n := min(setChunk, len(els))
+		if err := c.SetAddElements(set, els[:n]); err != nil {
+			return err
+		}
+		els = els[n:]
+	}
+	return nil
 }
 
 func policyRef(p Policy) *nftables.ChainPolicy {
@@ -182,6 +243,7 @@ func Remove(table string, opts ...Option) (removed bool, err error) {
 type installed struct {
 	Owned       bool
 	Helpers     []Helper
+	Sets        []Set
 	Chains      []installedChain
 	fingerprint string
 }
@@ -224,6 +286,26 @@ func read(c *nftables.Conn, name string) (*installed, error) {
 			}
 		}
 		in.Helpers = append(in.Helpers, h)
+	}
+
+	sets, err := c.GetSets(table)
+	if err != nil {
+		return nil, &Error{Op: "list sets", Table: name, Err: classify(err)}
+	}
+	for _, st := range sets {
+		s := Set{Name: st.Name, V6: st.KeyType.Name == nftables.TypeIP6Addr.Name, Interval: st.Interval,
+			Dynamic: st.Dynamic, Size: st.Size}
+		if st.HasTimeout {
+			s.Timeout = st.Timeout
+		}
+		if st.Interval {
+			els, err := c.GetSetElements(st)
+			if err != nil {
+				return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
+			}
+			s.Ranges = rangesOf(els)
+		}
+		in.Sets = append(in.Sets, s)
 	}
 
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -272,7 +354,7 @@ func read(c *nftables.Conn, name string) (*installed, error) {
 		in.Chains = append(in.Chains, ic)
 	}
 	in.Owned = rulesSeen > 0 && ownedRules == rulesSeen
-	in.fingerprint = fingerprintOf(in.Helpers, in.Chains, func(ic installedChain) []ruleFP {
+	in.fingerprint = fingerprintOf(in.Helpers, in.Sets, in.Chains, func(ic installedChain) []ruleFP {
 		fps := make([]ruleFP, len(ic.rules))
 		for i, r := range ic.rules {
 			fps[i] = ruleFP{exprs: r.Exprs, udata: r.UserData}
@@ -303,7 +385,7 @@ func (rs *Ruleset) fingerprint() string {
 	for i, c := range rs.Chains {
 		chains[i] = installedChain{Chain: c}
 	}
-	return fingerprintOf(rs.Helpers, chains, func(ic installedChain) []ruleFP {
+	return fingerprintOf(rs.Helpers, rs.Sets, chains, func(ic installedChain) []ruleFP {
 		fps := make([]ruleFP, len(ic.Chain.Rules))
 		for i, r := range ic.Chain.Rules {
 			fps[i] = ruleFP{exprs: r.Exprs(), udata: r.UserData()}
@@ -314,10 +396,13 @@ func (rs *Ruleset) fingerprint() string {
 
 // fingerprintOf encodes helpers, chains and rules canonically: rules as their
 // netlink encoding with counter values cleared, chains sorted by name.
-func fingerprintOf(helpers []Helper, chains []installedChain, rules func(installedChain) []ruleFP) string {
+func fingerprintOf(helpers []Helper, sets []Set, chains []installedChain, rules func(installedChain) []ruleFP) string {
 	var lines []string
 	for _, h := range helpers {
 		lines = append(lines, fmt.Sprintf("helper %s %s %s", h.Name, h.Type, h.Protocol))
+	}
+	for _, s := range sets {
+		lines = append(lines, s.fingerprint())
 	}
 	sort.Strings(lines)
 	sorted := append([]installedChain(nil), chains...)
@@ -346,6 +431,14 @@ func canonical(e expr.Any) expr.Any {
 	switch e := e.(type) {
 	case *expr.Counter:
 		return &expr.Counter{}
+	case *expr.Lookup:
+		l := *e
+		l.SetID = 0 // the kernel reports the set by name only
+		return &l
+	case *expr.Dynset:
+		d := *e
+		d.SetID = 0
+		return &d
 	case *expr.NAT:
 		n := *e
 		if n.RegAddrMax == n.RegAddrMin {

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -30,6 +31,8 @@ type Ruleset struct {
 	Table string
 	// Helpers are the ct helper objects.
 	Helpers []Helper
+	// Sets are the named sets: allowed sources and per-source state.
+	Sets []Set
 	// Chains are the base chains, in the order they are created.
 	Chains []Chain
 }
@@ -44,8 +47,8 @@ type Helper struct {
 // Chain is a base chain of the table.
 type Chain struct {
 	Name     string
-	Type     string // "filter" or "nat"
-	Hook     string // "prerouting", "input", "forward", "output" or "postrouting"
+	Type     string // "filter" or "nat"; "" for a regular chain
+	Hook     string // "prerouting", "input", "forward", "output" or "postrouting"; "" for a regular chain
 	Priority int32  // 0 is "filter", -100 "dstnat", 100 "srcnat"
 	Policy   Policy
 	Rules    []Rule
@@ -102,6 +105,29 @@ const (
 	commentControl    = "ftp control"
 )
 
+// controlChain is the regular chain that checks new control connections
+// (allowed sources, connection limit, rate) when any such check is
+// configured.
+const controlChain = "ftp-control"
+
+// Names of the sets; the suffix is the family.
+const (
+	setSources = "ftp-sources"
+	setConn    = "ftp-conn"
+	setRate    = "ftp-rate"
+)
+
+// dynamicSetSize bounds the per-source sets: at most this many source
+// addresses are tracked per family at once.
+const dynamicSetSize = 65535
+
+func setName(base string, v6 bool) string {
+	if v6 {
+		return base + "6"
+	}
+	return base + "4"
+}
+
 // Build turns a validated configuration into the ruleset to install. Which
 // chains it holds depends on the roles:
 //
@@ -146,6 +172,17 @@ func Build(c Config) (*Ruleset, error) {
 		rs.Chains = append(rs.Chains, dst)
 	}
 
+	// A new control connection is admitted by this verdict: at once, or
+	// after the checks of the ftp-control chain.
+	admit := stmt(accept)
+	var checks *Chain
+	if c.hardened() {
+		admit = jump{controlChain}
+		var sets []Set
+		sets, checks = controlChecks(c)
+		rs.Sets = sets
+	}
+
 	targets := dnatTargets(c.DNAT)
 	if server || router {
 		pre := Chain{Name: "prerouting", Type: typeFilter, Hook: "prerouting", Priority: prioFilter, Policy: PolicyAccept}
@@ -165,7 +202,7 @@ func Build(c Config) (*Ruleset, error) {
 
 	if server || client {
 		in := Chain{Name: "input", Type: typeFilter, Hook: "input", Priority: prioFilter, Policy: c.Policy}
-		in.Rules = append(statefulRules(),
+		in.Rules = append(statefulRules(c.RelatedPorts),
 			rule("loopback", iifname{"lo"}, accept),
 			// Router/neighbour solicitation and advertisement (133-136).
 			// Conntrack leaves them untracked, so only an explicit rule
@@ -174,7 +211,10 @@ func Build(c Config) (*Ruleset, error) {
 			rule("ipv6 neighbour discovery", icmpv6Types{133, 136}, accept),
 		)
 		if server {
-			in.Rules = append(in.Rules, controlRules(c.Ports)...)
+			in.Rules = append(in.Rules, controlRules(c.Ports, admit)...)
+			if !c.PassivePorts.IsZero() {
+				in.Rules = append(in.Rules, passiveRules(c)...)
+			}
 		}
 		for _, s := range c.Allow {
 			in.Rules = append(in.Rules, rule("allow "+s.String(), dport{s.Protocol, s.Port}, counter{}, accept))
@@ -184,13 +224,16 @@ func Build(c Config) (*Ruleset, error) {
 
 	if router {
 		fwd := Chain{Name: "forward", Type: typeFilter, Hook: "forward", Priority: prioFilter, Policy: c.Policy}
-		fwd.Rules = statefulRules()
+		fwd.Rules = statefulRules(c.RelatedPorts)
 		for _, to := range targets {
 			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s dnat to %s", commentControl, to),
-				ctStatusDNAT{}, daddr{to.Addr()}, dport{ftp.Protocol, to.Port()}, ctState{stateNew}, counter{}, accept))
+				ctStatusDNAT{}, daddr{to.Addr()}, dport{ftp.Protocol, to.Port()}, ctState{stateNew}, counter{}, admit))
 		}
-		fwd.Rules = append(fwd.Rules, controlRules(c.Ports)...)
+		fwd.Rules = append(fwd.Rules, controlRules(c.Ports, admit)...)
 		rs.Chains = append(rs.Chains, fwd)
+	}
+	if checks != nil {
+		rs.Chains = append(rs.Chains, *checks)
 	}
 
 	if len(c.Masquerade) > 0 {
@@ -205,12 +248,14 @@ func Build(c Config) (*Ruleset, error) {
 
 // statefulRules open every policy chain: invalid packets are dropped,
 // established ones pass, and RELATED connections pass only when the ftp
-// helper expected them, or as ICMP errors about a known connection.
-func statefulRules() []Rule {
+// helper expected them and go to one of relatedPorts (by default the
+// unprivileged ones), or as ICMP errors about a known connection.
+func statefulRules(relatedPorts PortRange) []Rule {
 	return []Rule{
 		rule("drop invalid", ctState{stateInvalid}, counter{}, drop),
 		rule("established", ctState{stateEstablished}, counter{}, accept),
-		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{helper.FTP.Kernel}, counter{}, accept),
+		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{helper.FTP.Kernel},
+			dportRange{helper.FTP.Protocol, relatedPorts}, counter{}, accept),
 		rule("related icmp errors", l4proto{"icmp"}, ctState{stateRelated}, counter{}, accept),
 		rule("related icmpv6 errors", l4proto{"ipv6-icmp"}, ctState{stateRelated}, counter{}, accept),
 	}
@@ -226,14 +271,77 @@ func assignRules(ports []uint16, what string) []Rule {
 	return rules
 }
 
-// controlRules admit NEW connections to each control port.
-func controlRules(ports []uint16) []Rule {
+// controlRules admit NEW connections to each control port, with verdict
+// admit: accept, or a jump to the checks of the ftp-control chain.
+func controlRules(ports []uint16, admit stmt) []Rule {
 	rules := make([]Rule, len(ports))
 	for i, p := range ports {
 		rules[i] = rule(fmt.Sprintf("%s port %d", commentControl, p),
-			dport{helper.FTP.Protocol, p}, ctState{stateNew}, counter{}, accept)
+			dport{helper.FTP.Protocol, p}, ctState{stateNew}, counter{}, admit)
 	}
 	return rules
+}
+
+// passiveRules open the passive port range to new connections: from the
+// allowed sources only, when there is an allowlist.
+func passiveRules(c Config) []Rule {
+	comment := "passive ports " + c.PassivePorts.String()
+	r := dportRange{helper.FTP.Protocol, c.PassivePorts}
+	if len(c.Sources) == 0 {
+		return []Rule{rule(comment, r, ctState{stateNew}, counter{}, accept)}
+	}
+	var rules []Rule
+	for _, v6 := range []bool{false, true} {
+		rules = append(rules, rule(comment+" "+familyOf(v6).name,
+			saddrIn{v6, setName(setSources, v6)}, r, ctState{stateNew}, counter{}, accept))
+	}
+	return rules
+}
+
+// controlChecks returns the sets and the regular chain that check new
+// control connections, in this order: the source must be allowed, must not
+// hold more than MaxConnPerSource connections (refused with a TCP reset, so
+// that clients fail at once), and must not open them faster than ConnRate
+// (dropped, so that a flood costs the sender time).
+func controlChecks(c Config) ([]Set, *Chain) {
+	var sets []Set
+	ch := &Chain{Name: controlChain}
+	families := []bool{false, true}
+	if len(c.Sources) > 0 {
+		for _, v6 := range families {
+			var fam []netip.Prefix
+			for _, p := range c.Sources {
+				if p.Addr().Is6() == v6 {
+					fam = append(fam, p)
+				}
+			}
+			name := setName(setSources, v6)
+			sets = append(sets, Set{Name: name, V6: v6, Interval: true, Ranges: mergeRanges(fam)})
+			ch.Rules = append(ch.Rules, rule("source not allowed "+familyOf(v6).name,
+				saddrNotIn{v6, name}, counter{}, drop))
+		}
+	}
+	if c.MaxConnPerSource > 0 {
+		for _, v6 := range families {
+			name := setName(setConn, v6)
+			sets = append(sets, Set{Name: name, V6: v6, Dynamic: true, Size: dynamicSetSize})
+			ch.Rules = append(ch.Rules, rule(fmt.Sprintf("over %d connections per source %s", c.MaxConnPerSource, familyOf(v6).name),
+				l4proto{"tcp"}, connLimit{v6, name, c.MaxConnPerSource}, counter{}, rejectReset{}))
+		}
+	}
+	if !c.ConnRate.IsZero() {
+		for _, v6 := range families {
+			name := setName(setRate, v6)
+			sets = append(sets, Set{Name: name, V6: v6, Dynamic: true, Timeout: time.Minute, Size: dynamicSetSize})
+			ch.Rules = append(ch.Rules, rule(fmt.Sprintf("over %s per source %s", c.ConnRate, familyOf(v6).name),
+				rateOver{v6, name, c.ConnRate}, counter{}, drop))
+		}
+	}
+	ch.Rules = append(ch.Rules, rule("ftp control accepted", counter{}, accept))
+	// "reject with tcp reset" needs to know the packet is TCP: nft adds
+	// "meta l4proto tcp" to such a rule itself, and so does connLimit's
+	// rule above.
+	return sets, ch
 }
 
 // dnatTargets returns the inner servers of dnat, each once, in order: two
@@ -253,7 +361,7 @@ func dnatTargets(dnat []DNAT) []netip.AddrPort {
 // negative control of ftpnft's tests and of selftest: under it passive FTP
 // data connections are dropped.
 func (rs *Ruleset) WithoutHelper() *Ruleset {
-	bare := &Ruleset{Table: rs.Table}
+	bare := &Ruleset{Table: rs.Table, Sets: rs.Sets}
 	for _, c := range rs.Chains {
 		c.Rules = slices.DeleteFunc(slices.Clone(c.Rules), assignsHelper)
 		bare.Chains = append(bare.Chains, c)
@@ -283,12 +391,18 @@ func (rs *Ruleset) Render() string {
 	for _, h := range rs.Helpers {
 		fmt.Fprintf(&b, "\tct helper %s {\n\t\ttype %q protocol %s\n\t\tl3proto inet\n\t}\n\n", h.Name, h.Type, h.Protocol)
 	}
+	for _, s := range rs.Sets {
+		b.WriteString(s.text())
+		b.WriteString("\n")
+	}
 	for i, c := range rs.Chains {
 		if i > 0 {
 			b.WriteString("\n")
 		}
 		fmt.Fprintf(&b, "\tchain %s {\n", c.Name)
-		fmt.Fprintf(&b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c.Type, c.Priority), c.Policy)
+		if c.Hook != "" {
+			fmt.Fprintf(&b, "\t\ttype %s hook %s priority %s; policy %s;\n", c.Type, c.Hook, priorityText(c.Type, c.Priority), c.Policy)
+		}
 		for _, r := range c.Rules {
 			fmt.Fprintf(&b, "\t\t%s comment %q\n", r.Text(), commentPrefix+r.Comment)
 		}

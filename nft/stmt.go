@@ -259,3 +259,122 @@ var (
 	accept = verdict{expr.VerdictAccept}
 	drop   = verdict{expr.VerdictDrop}
 )
+
+// dportRange matches a range of destination ports: "tcp dport 1024-65535".
+type dportRange struct {
+	proto string
+	r     PortRange
+}
+
+func (s dportRange) text() string { return fmt.Sprintf("%s dport %s", s.proto, s.r) }
+func (s dportRange) exprs() []expr.Any {
+	return append(l4proto{s.proto}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.r.Lo)},
+		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.r.Hi)},
+	)
+}
+
+// saddrLoad loads the source address into register 1: "ip saddr" or "ip6
+// saddr", with the nfproto dependency nft adds in the inet family.
+func saddrLoad(v6 bool) []expr.Any {
+	offset, length := uint32(12), uint32(4) // struct iphdr saddr
+	if v6 {
+		offset, length = 8, 16 // struct ipv6hdr saddr
+	}
+	return append(nfproto{v6}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length})
+}
+
+// saddrNotIn matches sources outside a named set: "ip saddr != @set".
+type saddrNotIn struct {
+	v6  bool
+	set string
+}
+
+func (s saddrNotIn) text() string {
+	return fmt.Sprintf("%s saddr != @%s", familyOf(s.v6).payload, s.set)
+}
+func (s saddrNotIn) exprs() []expr.Any {
+	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set, Invert: true})
+}
+
+// connLimit matches when the source already has more than n connections
+// tracked: "add @set { ip saddr ct count over n }".
+type connLimit struct {
+	v6  bool
+	set string
+	n   uint32
+}
+
+func (s connLimit) text() string {
+	return fmt.Sprintf("add @%s { %s saddr ct count over %d }", s.set, familyOf(s.v6).payload, s.n)
+}
+func (s connLimit) exprs() []expr.Any {
+	return append(saddrLoad(s.v6), &expr.Dynset{
+		SrcRegKey: 1, SetName: s.set, Operation: dynsetAdd,
+		Exprs: []expr.Any{&expr.Connlimit{Count: s.n, Flags: connlimitOver}},
+	})
+}
+
+// connlimitOver is NFT_CONNLIMIT_F_INV: match above the count.
+const connlimitOver = 1
+
+// The dynset operations (NFT_DYNSET_OP_*).
+const (
+	dynsetAdd    = 0
+	dynsetUpdate = 1
+)
+
+// limitBurst is nft's default burst for a packet rate.
+const limitBurst = 5
+
+// rateOver matches when the source exceeds a packet rate: "update @set {
+// ip saddr limit rate over 10/second }". Each new control connection is one
+// packet (its SYN).
+type rateOver struct {
+	v6   bool
+	set  string
+	rate Rate
+}
+
+func (s rateOver) text() string {
+	return fmt.Sprintf("update @%s { %s saddr limit rate over %s }", s.set, familyOf(s.v6).payload, s.rate)
+}
+func (s rateOver) exprs() []expr.Any {
+	unit := expr.LimitTimeSecond
+	if s.rate.Unit == "minute" {
+		unit = expr.LimitTimeMinute
+	}
+	return append(saddrLoad(s.v6), &expr.Dynset{
+		SrcRegKey: 1, SetName: s.set, Operation: dynsetUpdate,
+		Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: s.rate.N, Over: true, Unit: unit, Burst: limitBurst}},
+	})
+}
+
+// rejectReset refuses a TCP connection: "reject with tcp reset".
+type rejectReset struct{}
+
+func (rejectReset) text() string { return "reject with tcp reset" }
+func (rejectReset) exprs() []expr.Any {
+	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
+}
+
+// jump continues in a regular chain: "jump ftp-control".
+type jump struct{ chain string }
+
+func (s jump) text() string      { return "jump " + s.chain }
+func (s jump) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: s.chain}} }
+
+// saddrIn matches sources inside a named set: "ip saddr @set".
+type saddrIn struct {
+	v6  bool
+	set string
+}
+
+func (s saddrIn) text() string {
+	return fmt.Sprintf("%s saddr @%s", familyOf(s.v6).payload, s.set)
+}
+func (s saddrIn) exprs() []expr.Any {
+	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set})
+}

@@ -77,8 +77,28 @@ Flags (install, status, render):
                       inner clients' active FTP works (nf_nat_ftp rewrites
                       PORT/EPRT); repeatable
 
+  --related-ports LO-HI
+                      ports that data connections the ftp helper expected may
+                      go to (default "1024-65535": never a privileged port)
+  --passive-ports LO-HI
+                      (server) also admit new connections to this passive
+                      range, for FTPS, whose encrypted control channel the
+                      helper cannot read; from --source networks only, if given
+  --source CIDR       (server, router) only these networks may open control
+                      connections; IPv4 or IPv6, repeatable; held in an
+                      interval set (one lookup for any number)
+  --source-file FILE  as --source, one CIDR per line, '#' comments; repeatable
+  --max-conn-per-source N
+                      (server, router) refuse (TCP reset) a control connection
+                      from a source that already has N (default 0: no limit)
+  --conn-rate N/second|N/minute
+                      (server, router) drop new control connections from a
+                      source above this rate
+
 Flags (install):
   --dry-run           print the ruleset instead of installing it
+  --force             install even if the policy would not admit new SSH
+                      connections to the port of this SSH session
 
 Flags (status):
   --json              print one JSON object
@@ -145,6 +165,7 @@ type cliOptions struct {
 	cfg     nft.Config
 	ruleset *nft.Ruleset
 	dryRun  bool
+	force   bool
 	json    bool
 }
 
@@ -167,8 +188,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	o := &cliOptions{cmd: cmd, cfg: nft.DefaultConfig()}
 	netns := fs.String("netns", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
-	var ports, policy, roles string
-	var allow, dnat, masquerade listFlag
+	var ports, policy, roles, relatedPorts, passivePorts, connRate string
+	var maxConn uint
+	var allow, dnat, masquerade, sources, sourceFiles listFlag
 	if cmd != "uninstall" {
 		fs.StringVar(&roles, "role", string(nft.RoleServer), "")
 		fs.StringVar(&ports, "ports", "21", "")
@@ -176,9 +198,16 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.Var(&allow, "allow", "")
 		fs.Var(&dnat, "dnat", "")
 		fs.Var(&masquerade, "masquerade", "")
+		fs.StringVar(&relatedPorts, "related-ports", nft.DefaultRelatedPorts.String(), "")
+		fs.StringVar(&passivePorts, "passive-ports", "", "")
+		fs.Var(&sources, "source", "")
+		fs.Var(&sourceFiles, "source-file", "")
+		fs.UintVar(&maxConn, "max-conn-per-source", 0, "")
+		fs.StringVar(&connRate, "conn-rate", "", "")
 	}
 	if cmd == "install" {
 		fs.BoolVar(&o.dryRun, "dry-run", false, "")
+		fs.BoolVar(&o.force, "force", false, "")
 	}
 	if cmd == "status" {
 		fs.BoolVar(&o.json, "json", false, "")
@@ -221,6 +250,40 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, err
 			}
 			o.cfg.Masquerade = append(o.cfg.Masquerade, iface)
+		}
+		if o.cfg.RelatedPorts, err = nft.ParsePortRange(relatedPorts); err != nil {
+			return nil, fmt.Errorf("--related-ports: %w", err)
+		}
+		if passivePorts != "" {
+			if o.cfg.PassivePorts, err = nft.ParsePortRange(passivePorts); err != nil {
+				return nil, fmt.Errorf("--passive-ports: %w", err)
+			}
+		}
+		for _, src := range sources {
+			p, err := nft.ParseSource(src)
+			if err != nil {
+				return nil, err
+			}
+			o.cfg.Sources = append(o.cfg.Sources, p)
+		}
+		for _, f := range sourceFiles {
+			ps, err := nft.ReadSourceFile(f)
+			if err != nil {
+				return nil, err
+			}
+			if len(ps) == 0 {
+				return nil, fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", f)
+			}
+			o.cfg.Sources = append(o.cfg.Sources, ps...)
+		}
+		if maxConn > 1<<31 {
+			return nil, fmt.Errorf("--max-conn-per-source %d: want 1 to %d (0: no limit)", maxConn, 1<<31)
+		}
+		o.cfg.MaxConnPerSource = uint32(maxConn)
+		if connRate != "" {
+			if o.cfg.ConnRate, err = nft.ParseRate(connRate); err != nil {
+				return nil, err
+			}
 		}
 	}
 	rs, err := nft.Build(o.cfg)

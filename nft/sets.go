@@ -1,0 +1,200 @@
+package nft
+
+import (
+	"cmp"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Set is a named set of addresses in ftpnft's table: an interval set of
+// allowed sources, or a dynamic set that per-source limits fill at run time.
+type Set struct {
+	Name string
+	// V6 selects the key type: ipv6_addr, otherwise ipv4_addr.
+	V6 bool
+	// Ranges are the elements of an interval set, merged and sorted.
+	Ranges []AddrRange
+	// Interval is "flags interval": the set holds Ranges.
+	Interval bool
+	// Dynamic is "flags dynamic": rules add elements (per-source state).
+	Dynamic bool
+	// Timeout, when not 0, is "flags timeout" with this element timeout.
+	Timeout time.Duration
+	// Size bounds a dynamic set.
+	Size uint32
+}
+
+// AddrRange is an inclusive range of addresses of one family.
+type AddrRange struct{ From, To netip.Addr }
+
+// String formats r as a CIDR when it is one, else as "FROM-TO".
+func (r AddrRange) String() string {
+	if p, ok := r.prefix(); ok {
+		if p.Bits() == p.Addr().BitLen() {
+			return p.Addr().String()
+		}
+		return p.String()
+	}
+	return r.From.String() + "-" + r.To.String()
+}
+
+// MarshalText makes a range read as in nft syntax in JSON.
+func (r AddrRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// prefix returns r as a prefix, if it is exactly one.
+func (r AddrRange) prefix() (netip.Prefix, bool) {
+	for bits := 0; bits <= r.From.BitLen(); bits++ {
+		p := netip.PrefixFrom(r.From, bits)
+		if p.Masked() == p && lastAddr(p) == r.To {
+			return p, true
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// lastAddr returns the highest address of p.
+func lastAddr(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// mergeRanges turns prefixes of one family into sorted, disjoint,
+// non-adjacent ranges, as an nftables interval set must hold them.
+func mergeRanges(prefixes []netip.Prefix) []AddrRange {
+	rs := make([]AddrRange, 0, len(prefixes))
+	for _, p := range prefixes {
+		rs = append(rs, AddrRange{p.Masked().Addr(), lastAddr(p)})
+	}
+	slices.SortFunc(rs, func(a, b AddrRange) int { return a.From.Compare(b.From) })
+	var out []AddrRange
+	for _, r := range rs {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if next := last.To.Next(); r.From.Compare(last.To) <= 0 || (next.IsValid() && next == r.From) {
+				if r.To.Compare(last.To) > 0 {
+					last.To = r.To
+				}
+				continue
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// elements encodes an interval set's ranges as nft does: each range is a
+// start element and an end element (the address after the range, flagged
+// as interval end), and a leading interval end at the zero address unless
+// the first range starts there.
+func (s Set) elements() []nftables.SetElement {
+	var els []nftables.SetElement
+	if len(s.Ranges) > 0 && !s.Ranges[0].From.IsUnspecified() {
+		els = append(els, nftables.SetElement{Key: make([]byte, s.Ranges[0].From.BitLen()/8), IntervalEnd: true})
+	}
+	for _, r := range s.Ranges {
+		els = append(els, nftables.SetElement{Key: r.From.AsSlice()})
+		if next := r.To.Next(); next.IsValid() {
+			els = append(els, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+		}
+	}
+	return els
+}
+
+// rangesOf decodes interval set elements read back from the kernel.
+func rangesOf(els []nftables.SetElement) []AddrRange {
+	els = slices.Clone(els)
+	slices.SortFunc(els, func(a, b nftables.SetElement) int {
+		x, _ := netip.AddrFromSlice(a.Key)
+		y, _ := netip.AddrFromSlice(b.Key)
+		return cmp.Or(x.Compare(y), cmp.Compare(boolInt(a.IntervalEnd), boolInt(b.IntervalEnd)))
+	})
+	var out []AddrRange
+	for i, e := range els {
+		if e.IntervalEnd {
+			continue
+		}
+		from, _ := netip.AddrFromSlice(e.Key)
+		to := lastAddr(netip.PrefixFrom(from, 0)) // open to the end
+		if i+1 < len(els) && els[i+1].IntervalEnd {
+			end, _ := netip.AddrFromSlice(els[i+1].Key)
+			to = end.Prev()
+		}
+		out = append(out, AddrRange{from, to})
+	}
+	return out
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// text renders the set in nft syntax.
+func (s Set) text() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\tset %s {\n\t\ttype %s\n", s.Name, s.keyType())
+	if s.Size > 0 {
+		fmt.Fprintf(&b, "\t\tsize %d\n", s.Size)
+	}
+	if f := s.flags(); f != "" {
+		fmt.Fprintf(&b, "\t\tflags %s\n", f)
+	}
+	if s.Timeout > 0 {
+		fmt.Fprintf(&b, "\t\ttimeout %ds\n", int(s.Timeout.Seconds()))
+	}
+	if len(s.Ranges) > 0 {
+		items := make([]string, len(s.Ranges))
+		for i, r := range s.Ranges {
+			items[i] = r.String()
+		}
+		fmt.Fprintf(&b, "\t\telements = { %s }\n", strings.Join(items, ",\n\t\t\t     "))
+	}
+	b.WriteString("\t}\n")
+	return b.String()
+}
+
+func (s Set) keyType() string {
+	if s.V6 {
+		return "ipv6_addr"
+	}
+	return "ipv4_addr"
+}
+
+func (s Set) flags() string {
+	var f []string
+	if s.Interval {
+		f = append(f, "interval")
+	}
+	if s.Dynamic {
+		f = append(f, "dynamic")
+	}
+	if s.Timeout > 0 {
+		f = append(f, "timeout")
+	}
+	return strings.Join(f, ",")
+}
+
+// fingerprint describes the set's definition and, for interval sets, its
+// elements; a dynamic set's elements are run-time state and left out.
+func (s Set) fingerprint() string {
+	fp := fmt.Sprintf("set %s %s flags=%s timeout=%v size=%d", s.Name, s.keyType(), s.flags(), s.Timeout, s.Size)
+	if s.Interval {
+		items := make([]string, len(s.Ranges))
+		for i, r := range s.Ranges {
+			items[i] = r.From.String() + "-" + r.To.String()
+		}
+		fp += " " + strings.Join(items, ",")
+	}
+	return fp
+}

@@ -363,8 +363,10 @@ func (rejectReset) exprs() []expr.Any {
 // jump continues in a regular chain: "jump ftp-control".
 type jump struct{ chain string }
 
-func (s jump) text() string      { return "jump " + s.chain }
-func (s jump) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: s.chain}} }
+func (s jump) text() string { return "jump " + s.chain }
+func (s jump) exprs() []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: s.chain}}
+}
 
 // saddrIn matches sources inside a named set: "ip saddr @set".
 type saddrIn struct {

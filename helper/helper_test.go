@@ -52,7 +52,7 @@ func TestProbe(t *testing.T) {
 		t.Fatalf("Probe(empty) = %+v, %v; want unavailable, nil", c, err)
 	}
 
-	params := filepath.Join(root, "module", "nf_conntrack_ftp", "parameters")
+	params := filepath.Join(root, "sys", "module", "nf_conntrack_ftp", "parameters")
 	if err := os.MkdirAll(params, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -61,11 +61,18 @@ func TestProbe(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	sysctl := filepath.Join(root, "proc", "sys", "net", "netfilter")
+	if err := os.MkdirAll(sysctl, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sysctl, "nf_conntrack_helper"), []byte("1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	c, err = Probe(root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Capability{Available: true, Ports: "21,2121", Loose: true}
+	want := Capability{Available: true, Ports: "21,2121", Loose: true, AutoAssign: true}
 	if c != want {
 		t.Fatalf("Probe = %+v, want %+v", c, want)
 	}

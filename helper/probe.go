@@ -22,19 +22,34 @@ type Capability struct {
 	// accepts PORT/PASV addresses that differ from the control
 	// connection's peer, which allows FTP bounce-style expectations.
 	Loose bool `json:"loose"`
+	// AutoAssign reports whether the kernel assigns helpers by port
+	// itself (sysctl net.netfilter.nf_conntrack_helper=1, removed in Linux
+	// 6.0): then every connection to Ports gets the helper, whatever the
+	// firewall's rules say.
+	AutoAssign bool `json:"auto_assign"`
 }
 
-// Probe reads the FTP helper's state below sysfsRoot (normally "/sys").
-// A missing module directory is not an error: it yields Available false.
-func Probe(sysfsRoot string) (Capability, error) {
-	dir := filepath.Join(sysfsRoot, "module", FTP.Module)
+// Probe reads the FTP helper's state below root (normally "/"): the
+// module's parameters in /sys and the automatic assignment sysctl in
+// /proc (of the caller's network namespace). A missing module directory is
+// not an error: it yields Available false.
+func Probe(root string) (Capability, error) {
+	var c Capability
+	auto, err := os.ReadFile(filepath.Join(root, "proc", "sys", "net", "netfilter", "nf_conntrack_helper"))
+	switch {
+	case err == nil:
+		c.AutoAssign = strings.TrimSpace(string(auto)) == "1"
+	case !errors.Is(err, fs.ErrNotExist):
+		return c, fmt.Errorf("probe nf_conntrack_helper sysctl: %w", err)
+	}
+	dir := filepath.Join(root, "sys", "module", FTP.Module)
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return Capability{}, nil
+			return c, nil
 		}
-		return Capability{}, fmt.Errorf("probe %s: %w", dir, err)
+		return c, fmt.Errorf("probe %s: %w", dir, err)
 	}
-	c := Capability{Available: true}
+	c.Available = true
 	ports, err := readParam(dir, "ports")
 	if err != nil {
 		return c, err

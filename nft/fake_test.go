@@ -194,7 +194,7 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 		if !has(s.sets) {
 			return syscall.ENOENT
 		}
-		s.elems = append(s.elems, stored)
+		s.elems = append(s.elems, canonicalElems(stored))
 	case unix.NFT_MSG_NEWCHAIN:
 		if !has(s.tables) {
 			return syscall.ENOENT
@@ -209,4 +209,36 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 		return syscall.EOPNOTSUPP
 	}
 	return 0
+}
+
+// canonicalElems numbers a set element list as the kernel does in dumps:
+// every entry is NFTA_LIST_ELEM. google/nftables numbers them 1, 2, 3...
+// when it sends them (the kernel does not care) but decodes only
+// NFTA_LIST_ELEM.
+func canonicalElems(m netlink.Message) netlink.Message {
+	attrs, err := netlink.UnmarshalAttributes(m.Data[4:])
+	if err != nil {
+		return m
+	}
+	for i, a := range attrs {
+		if a.Type&^unix.NLA_F_NESTED != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+			continue
+		}
+		list, err := netlink.UnmarshalAttributes(a.Data)
+		if err != nil {
+			return m
+		}
+		for j := range list {
+			list[j].Type = unix.NFTA_LIST_ELEM | unix.NLA_F_NESTED
+		}
+		if attrs[i].Data, err = netlink.MarshalAttributes(list); err != nil {
+			return m
+		}
+	}
+	data, err := netlink.MarshalAttributes(attrs)
+	if err != nil {
+		return m
+	}
+	m.Data = append(m.Data[:4:4], data...)
+	return m
 }

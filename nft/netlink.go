@@ -460,8 +460,12 @@ type shape struct {
 	daddr      netip.Addr // ip/ip6 daddr match
 	oifname    string     // oifname match
 	ctNew      bool       // ct state new
+	ctRelated  bool       // ct state related
+	dportRange PortRange  // tcp/udp dport LO-HI
+	connlimit  uint32     // add @set { ... ct count over N }
+	rate       Rate       // update @set { ... limit rate over N/unit }
 	assigns    bool       // ct helper set
-	accept     bool       // verdict accept
+	accept     bool       // verdict accept, or jump to the control checks
 	dnat       netip.AddrPort
 	masquerade bool
 }
@@ -494,11 +498,32 @@ func shapeOf(r *nftables.Rule) shape {
 		case *expr.Bitwise:
 			if ct, ok := r.Exprs[max(i-1, 0)].(*expr.Ct); ok && ct.Key == expr.CtKeySTATE {
 				sh.ctNew = sh.ctNew || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateNew))
+				sh.ctRelated = sh.ctRelated || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateRelated))
+			}
+		case *expr.Cmp:
+			// A port range: payload, then cmp gte and cmp lte.
+			if e.Op == expr.CmpOpGte && len(e.Data) == 2 && i+1 < len(r.Exprs) {
+				if hi, ok := r.Exprs[i+1].(*expr.Cmp); ok && hi.Op == expr.CmpOpLte && len(hi.Data) == 2 {
+					sh.dportRange = PortRange{binary.BigEndian.Uint16(e.Data), binary.BigEndian.Uint16(hi.Data)}
+				}
+			}
+		case *expr.Dynset:
+			for _, x := range e.Exprs {
+				switch x := x.(type) {
+				case *expr.Connlimit:
+					sh.connlimit = x.Count
+				case *expr.Limit:
+					sh.rate = Rate{N: x.Rate, Unit: "second"}
+					if x.Unit == expr.LimitTimeMinute {
+						sh.rate.Unit = "minute"
+					}
+				}
 			}
 		case *expr.Objref:
 			sh.assigns = sh.assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
 		case *expr.Verdict:
-			sh.accept = e.Kind == expr.VerdictAccept
+			// A jump to the control checks ends in accept too.
+			sh.accept = e.Kind == expr.VerdictAccept || e.Kind == expr.VerdictJump && e.Chain == controlChain
 		case *expr.Immediate:
 			regs[e.Register] = e.Data
 		case *expr.NAT:

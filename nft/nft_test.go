@@ -36,7 +36,7 @@ func TestRenderGolden(t *testing.T) {
 	client.Roles = []Role{RoleClient}
 	client.Ports = []uint16{21, 2121}
 	router := routerConfig()
-	for name, cfg := range map[string]Config{"default": DefaultConfig(), "custom": custom, "client": client, "router": router} {
+	for name, cfg := range map[string]Config{"default": DefaultConfig(), "custom": custom, "client": client, "router": router, "hardened": hardenedConfig()} {
 		t.Run(name, func(t *testing.T) {
 			got := mustBuild(t, cfg).Render()
 			path := filepath.Join("testdata", name+".nft")
@@ -125,6 +125,14 @@ func TestValidate(t *testing.T) {
 			c.Roles = []Role{RoleServer, RoleRouter}
 			return c
 		}(), "listen port 21 is also a control port of this host's FTP server"},
+		{"hardened", hardenedConfig(), ""},
+		{"related range reversed", mod(func(c *Config) { c.RelatedPorts = PortRange{2000, 1024} }), "related ports 2000-1024"},
+		{"no related range", mod(func(c *Config) { c.RelatedPorts = PortRange{} }), "related ports 0-0"},
+		{"privileged passive range", mod(func(c *Config) { c.PassivePorts = PortRange{100, 2000} }), "passive ports 100-2000: must be unprivileged"},
+		{"passive without server", mod(func(c *Config) { c.Roles = []Role{RoleClient}; c.PassivePorts = PortRange{50000, 50010} }), "add role server"},
+		{"limits on a client", mod(func(c *Config) { c.Roles = []Role{RoleClient}; c.MaxConnPerSource = 3 }), "add role server or router"},
+		{"bad rate", mod(func(c *Config) { c.ConnRate = Rate{5, "hour"} }), `rate 5/hour: unit "hour"`},
+		{"source with host bits", mod(func(c *Config) { c.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")} }), "did you mean 192.0.2.0/24"},
 		{"duplicate interface", func() Config { c := routerConfig(); c.Masquerade = []string{"eth0", "eth0"}; return c }(), "masquerade eth0 listed twice"},
 	}
 	for _, tt := range tests {

@@ -122,7 +122,10 @@ func rangesOf(els []nftables.SetElement) []AddrRange {
 		if e.IntervalEnd {
 			continue
 		}
-		from, _ := netip.AddrFromSlice(e.Key)
+		from, ok := netip.AddrFromSlice(e.Key)
+		if !ok {
+			continue
+		}
 		to := lastAddr(netip.PrefixFrom(from, 0)) // open to the end
 		if i+1 < len(els) && els[i+1].IntervalEnd {
 			end, _ := netip.AddrFromSlice(els[i+1].Key)

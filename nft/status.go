@@ -2,6 +2,7 @@ package nft
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/google/nftables/expr"
 )
@@ -32,6 +33,19 @@ type Status struct {
 	DNAT []DNAT `json:"dnat"`
 	// Masquerade are the interfaces traffic is masqueraded behind.
 	Masquerade []string `json:"masquerade"`
+	// RelatedPorts are the ports expected data connections may go to.
+	RelatedPorts PortRange `json:"related_ports"`
+	// PassivePorts is the passive range opened for FTPS; zero if none.
+	PassivePorts PortRange `json:"passive_ports"`
+	// Sources are the networks allowed to open control connections, as
+	// merged ranges; empty when any source may.
+	Sources []AddrRange `json:"sources"`
+	// MaxConnPerSource is the limit of concurrent control connections per
+	// source address; 0 if none.
+	MaxConnPerSource uint32 `json:"max_conn_per_source"`
+	// ConnRate is the limit of new control connections per source address;
+	// zero if none.
+	ConnRate Rate `json:"conn_rate"`
 	// Counters are the packet counters of ftpnft's rules, in chain order.
 	Counters []Counter `json:"counters"`
 }
@@ -57,7 +71,7 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 		return nil, err
 	}
 	st := &Status{Table: want.Table, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
-		DNAT: []DNAT{}, Masquerade: []string{}, Counters: []Counter{}}
+		DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Counters: []Counter{}}
 	if cur == nil {
 		return st, nil
 	}
@@ -65,6 +79,11 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 	st.Owned = cur.Owned
 	st.Matches = cur.fingerprint == want.fingerprint()
 	st.Helpers = append(st.Helpers, cur.Helpers...)
+	for _, set := range cur.Sets {
+		if set.Interval && strings.HasPrefix(set.Name, setSources) {
+			st.Sources = append(st.Sources, set.Ranges...)
+		}
+	}
 	roles := map[Role]bool{}
 	for _, ch := range cur.Chains {
 		if ch.Hook == "input" || ch.Hook == "forward" {
@@ -85,6 +104,14 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 				st.DNAT = append(st.DNAT, DNAT{ListenPort: sh.dport, To: sh.dnat})
 			case sh.masquerade:
 				st.Masquerade = append(st.Masquerade, sh.oifname)
+			case sh.ctRelated && sh.dportRange != PortRange{}:
+				st.RelatedPorts = sh.dportRange
+			case ch.Hook == "input" && sh.ctNew && sh.accept && sh.dportRange != PortRange{}:
+				st.PassivePorts = sh.dportRange
+			case sh.connlimit > 0:
+				st.MaxConnPerSource = sh.connlimit
+			case !sh.rate.IsZero():
+				st.ConnRate = sh.rate
 			}
 			for _, e := range r.Exprs {
 				if cnt, ok := e.(*expr.Counter); ok {

@@ -50,7 +50,7 @@ var ErrFailed = errors.New("selftest failed")
 // a step was not, or another error if the test could not be set up.
 func Run(ctx context.Context, w io.Writer) error {
 	r := &run{w: w}
-	capa, err := helper.Probe("/sys")
+	capa, err := helper.Probe("/")
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -292,12 +293,40 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	o.ruleset = rs
 
+	if cmd == "install" && !o.dryRun && !o.force {
+		if err := lockoutGuard(o.cfg, os.Getenv("SSH_CONNECTION")); err != nil {
+			return nil, err
+		}
+	}
 	if *netns != "" && !o.dryRun {
 		if o.netns, err = netnsPath(*netns); err != nil {
 			return nil, err
 		}
 	}
 	return o, nil
+}
+
+// lockoutGuard refuses a configuration whose input policy would not admit
+// new SSH connections to the port of the SSH session ftpnft runs from
+// (SSH_CONNECTION: "CLIENT_IP CLIENT_PORT SERVER_IP SERVER_PORT"). It applies
+// whatever --netns says: ftpnft cannot know which namespace the session's
+// packets cross. The session itself survives (it is established); the next
+// login would not.
+func lockoutGuard(cfg nft.Config, sshConnection string) error {
+	f := strings.Fields(sshConnection)
+	if len(f) != 4 {
+		return nil // not run over SSH
+	}
+	client, err1 := netip.ParseAddr(f[0])
+	port, err2 := helper.ParsePort(f[3])
+	if err1 != nil || err2 != nil {
+		return nil
+	}
+	if cfg.AdmitsNew(client, port) {
+		return nil
+	}
+	return fmt.Errorf("refusing to install: with --policy %s new SSH connections to port %d (this session, from %s) would be dropped, locking you out; add --allow tcp/%d, or --force to install anyway",
+		cfg.Policy, port, client, port)
 }
 
 // netnsNames are what `ip netns add` accepts as a name.
@@ -337,7 +366,7 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, o.ruleset.Render())
 		return exitOK
 	}
-	capa, err := helper.Probe("/sys")
+	capa, err := helper.Probe("/")
 	if err == nil && !capa.Available {
 		return fail(stderr, o.cmd, fmt.Errorf("kernel has no FTP conntrack helper: %w", errors.ErrUnsupported))
 	}
@@ -373,7 +402,24 @@ func uninstall(o *cliOptions, stdout, stderr io.Writer) int {
 // statusReport is the JSON form of status.
 type statusReport struct {
 	*nft.Status
-	Kernel helper.Capability `json:"kernel"`
+	Kernel   helper.Capability `json:"kernel"`
+	Warnings []string          `json:"warnings"`
+}
+
+// warnings lists what weakens the installed policy: kernel helper
+// parameters and a related range that includes privileged ports.
+func warnings(st *nft.Status, capa helper.Capability) []string {
+	w := []string{}
+	if capa.Loose {
+		w = append(w, "nf_conntrack_ftp loose=1: the helper expects data connections to addresses other than the peers' (FTP bounce); load it with loose=0")
+	}
+	if capa.AutoAssign {
+		w = append(w, fmt.Sprintf("automatic helper assignment is on (net.netfilter.nf_conntrack_helper=1): every connection to ports=%s gets the ftp helper, not only those ftpnft assigns; set it to 0", capa.Ports))
+	}
+	if st.Installed && st.RelatedPorts.Lo != 0 && st.RelatedPorts.Lo < 1024 {
+		w = append(w, fmt.Sprintf("related data connections may go to privileged ports (--related-ports %s): a client can make the helper open them (FTP bounce, NAT slipstreaming)", st.RelatedPorts))
+	}
+	return w
 }
 
 func status(o *cliOptions, stdout, stderr io.Writer) int {
@@ -381,12 +427,12 @@ func status(o *cliOptions, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
-	capa, err := helper.Probe("/sys")
+	capa, err := helper.Probe("/")
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
 	if o.json {
-		b, err := json.Marshal(statusReport{Status: st, Kernel: capa})
+		b, err := json.Marshal(statusReport{Status: st, Kernel: capa, Warnings: warnings(st, capa)})
 		if err != nil {
 			return fail(stderr, o.cmd, err)
 		}
@@ -421,6 +467,19 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 		for _, m := range st.Masquerade {
 			fmt.Fprintf(w, "masquerade: out of %s\n", m)
 		}
+		fmt.Fprintf(w, "related:  ftp data to ports %s\n", st.RelatedPorts)
+		if !st.PassivePorts.IsZero() {
+			fmt.Fprintf(w, "passive:  ports %s open (FTPS)\n", st.PassivePorts)
+		}
+		if len(st.Sources) > 0 {
+			fmt.Fprintf(w, "sources:  %d ranges may open control connections (%s)\n", len(st.Sources), abbreviate(st.Sources, 4))
+		}
+		if st.MaxConnPerSource > 0 {
+			fmt.Fprintf(w, "limit:    %d control connections per source\n", st.MaxConnPerSource)
+		}
+		if !st.ConnRate.IsZero() {
+			fmt.Fprintf(w, "rate:     %s new control connections per source\n", st.ConnRate)
+		}
 		fmt.Fprintf(w, "counters:\n")
 		width := 0
 		for _, c := range st.Counters {
@@ -435,6 +494,9 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 	} else {
 		fmt.Fprintf(w, "kernel:   ftp helper NOT available (nf_conntrack_ftp missing)\n")
 	}
+	for _, warning := range warnings(st, capa) {
+		fmt.Fprintf(w, "warning:  %s\n", warning)
+	}
 }
 
 // join lists values comma separated, or "none".
@@ -447,6 +509,14 @@ func join[T any](values []T) string {
 		return "none"
 	}
 	return strings.Join(s, ",")
+}
+
+// abbreviate lists the first n values and how many more there are.
+func abbreviate[T any](values []T, n int) string {
+	if len(values) <= n {
+		return join(values)
+	}
+	return fmt.Sprintf("%s, … %d more", join(values[:n]), len(values)-n)
 }
 
 // natSummary describes port forwards and masquerade for install's line.

@@ -49,6 +49,15 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"install", "--role", "router", "--dnat", "21=192.0.2.10:21", "--dnat", "21=192.0.2.11:21"}, "listen port 21 is already forwarded"},
 		{[]string{"install", "--masquerade", "eth0"}, "masquerade eth0: source NAT needs role router"},
 		{[]string{"install", "--role", "router", "--masquerade", "eth0;"}, `interface "eth0;"`},
+		{[]string{"install", "--related-ports", "1-"}, `--related-ports: port range "1-": port ""`},
+		{[]string{"install", "--passive-ports", "50100-50000"}, "--passive-ports: port range 50100-50000: want 1 <= LO <= HI"},
+		{[]string{"install", "--passive-ports", "21-30"}, "passive ports 21-30: must be unprivileged"},
+		{[]string{"install", "--source", "192.0.2.1/24"}, "source 192.0.2.1/24: host bits set; did you mean 192.0.2.0/24?"},
+		{[]string{"install", "--source", "nonsense"}, `source "nonsense": not an address or CIDR`},
+		{[]string{"install", "--source-file", "/nonexistent/allow.txt"}, "/nonexistent/allow.txt"},
+		{[]string{"install", "--max-conn-per-source", "-1"}, `invalid value "-1" for flag -max-conn-per-source`},
+		{[]string{"install", "--conn-rate", "10/hour"}, `rate 10/hour: unit "hour"`},
+		{[]string{"install", "--role", "client", "--conn-rate", "10/second"}, "add role server or router"},
 	}
 	for _, tt := range tests {
 		code, stdout, stderr := runCLI(tt.args...)
@@ -106,5 +115,32 @@ func TestRenderRoles(t *testing.T) {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("render lacks %q:\n%s", want, stdout)
 		}
+	}
+}
+
+func TestLockoutGuard(t *testing.T) {
+	t.Setenv("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.1 22")
+	code, stdout, stderr := runCLI("install", "--netns", "/nonexistent/must-not-be-reached")
+	if code != exitUsage || stdout != "" || !strings.Contains(stderr, "add --allow tcp/22, or --force") {
+		t.Fatalf("install over SSH without --allow tcp/22: exit %d, stderr %q", code, stderr)
+	}
+	// Allowed, --force, dry run, policy accept, or router only: no refusal
+	// (these stop at the missing namespace instead).
+	for _, extra := range [][]string{{"--allow", "tcp/22"}, {"--force"}, {"--policy", "accept"}, {"--role", "router"}} {
+		_, _, stderr := runCLI(append([]string{"install", "--netns", "/nonexistent/ns"}, extra...)...)
+		if strings.Contains(stderr, "refusing") || !strings.Contains(stderr, "/nonexistent/ns") {
+			t.Errorf("install %v: %q, want no refusal", extra, stderr)
+		}
+	}
+	t.Setenv("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.1 2222")
+	_, _, stderr = runCLI("install", "--netns", "/nonexistent/ns", "--allow", "tcp/22")
+	if !strings.Contains(stderr, "port 2222") || !strings.Contains(stderr, "--allow tcp/2222") {
+		t.Errorf("SSH on port 2222 with only tcp/22 allowed: %q", stderr)
+	}
+	// A source allowlist that excludes the SSH client does not admit it on a control port either.
+	t.Setenv("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.1 21")
+	_, _, stderr = runCLI("install", "--netns", "/nonexistent/ns", "--source", "203.0.113.0/24")
+	if !strings.Contains(stderr, "refusing") {
+		t.Errorf("SSH client outside the allowlist: %q, want a refusal", stderr)
 	}
 }

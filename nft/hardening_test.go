@@ -1,0 +1,190 @@
+package nft
+
+import (
+	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParsePortRange(t *testing.T) {
+	for in, want := range map[string]string{
+		"1024-65535": "", "50000-50000": "", "50100-50000": "want 1 <= LO <= HI", "0-10": `port "0"`,
+		"50000": "want LO-HI", "a-b": `port "a"`, "1-70000": `port "70000"`,
+	} {
+		r, err := ParsePortRange(in)
+		if want == "" {
+			if err != nil || r.String() != in {
+				t.Errorf("ParsePortRange(%q) = %v, %v", in, r, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), strings.Split(in, "-")[0]) {
+			t.Errorf("ParsePortRange(%q) = %v, want error %q", in, err, want)
+		}
+	}
+}
+
+func TestParseRate(t *testing.T) {
+	for in, want := range map[string]string{
+		"10/second": "", "600/minute": "", "10/hour": `unit "hour"`, "0/second": "want N from 1",
+		"ten/second": "want N/second", "10": "want N/second", "-1/second": "want N/second",
+	} {
+		r, err := ParseRate(in)
+		if want == "" {
+			if err != nil || r.String() != in {
+				t.Errorf("ParseRate(%q) = %v, %v", in, r, err)
+			}
+		} else if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), in) {
+			t.Errorf("ParseRate(%q) = %v, want error %q naming the value", in, err, want)
+		}
+	}
+}
+
+func TestParseSource(t *testing.T) {
+	for in, want := range map[string]string{
+		"192.0.2.0/24": "192.0.2.0/24", "198.51.100.7": "198.51.100.7/32", "2001:db8::/32": "2001:db8::/32",
+		"192.0.2.1/24": "host bits set; did you mean 192.0.2.0/24?", "192.0.2.0/33": "not a CIDR",
+		"example.org": "not an address or CIDR", "::ffff:192.0.2.0/120": "IPv4-mapped", "fe80::1%eth0": "not an address",
+	} {
+		p, err := ParseSource(in)
+		got := p.String()
+		if err != nil {
+			got = err.Error()
+		}
+		if !strings.Contains(got, want) {
+			t.Errorf("ParseSource(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestReadSourceFile(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good")
+	os.WriteFile(good, []byte("# office\n192.0.2.0/24\n\n  2001:db8::/32   # v6\n198.51.100.7\n"), 0o644)
+	ps, err := ReadSourceFile(good)
+	if err != nil || len(ps) != 3 || ps[2] != netip.MustParsePrefix("198.51.100.7/32") {
+		t.Fatalf("ReadSourceFile = %v, %v", ps, err)
+	}
+	bad := filepath.Join(dir, "bad")
+	os.WriteFile(bad, []byte("192.0.2.0/24\n10.0.0.1/8\n"), 0o644)
+	if _, err := ReadSourceFile(bad); err == nil || !strings.Contains(err.Error(), bad+":2:") || !strings.Contains(err.Error(), "10.0.0.1/8") {
+		t.Fatalf("bad file: %v, want file:line and the value", err)
+	}
+	if _, err := ReadSourceFile(filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestRangesRoundTrip(t *testing.T) {
+	var ps []netip.Prefix
+	for _, s := range []string{"192.0.2.0/25", "192.0.2.128/25", "192.0.2.7/32", "10.0.0.0/8", "203.0.113.9/32", "255.255.255.0/24"} {
+		ps = append(ps, netip.MustParsePrefix(s))
+	}
+	rs := mergeRanges(ps)
+	var got []string
+	for _, r := range rs {
+		got = append(got, r.String())
+	}
+	want := []string{"10.0.0.0/8", "192.0.2.0/24", "203.0.113.9", "255.255.255.0/24"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("mergeRanges = %v, want %v", got, want)
+	}
+	// 192.0.2.0/24 and 192.0.3.0/25 are adjacent: one range that is no prefix.
+	odd := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("192.0.3.0/25")})
+	if len(odd) != 1 || odd[0].String() != "192.0.2.0-192.0.3.127" {
+		t.Fatalf("adjacent ranges = %v", odd)
+	}
+	s := Set{Interval: true, Ranges: rs}
+	els := s.elements()
+	if !els[0].IntervalEnd || len(els) != 1+2*len(rs)-1 { // leading end; the last range has no end
+		t.Fatalf("elements = %+v", els)
+	}
+	if back := rangesOf(els); !reflect.DeepEqual(back, rs) {
+		t.Fatalf("rangesOf(elements) = %v, want %v", back, rs)
+	}
+}
+
+func TestAdmitsNew(t *testing.T) {
+	ssh := netip.MustParseAddr("192.0.2.50")
+	c := DefaultConfig()
+	if c.AdmitsNew(ssh, 22) || !c.AdmitsNew(ssh, 21) {
+		t.Fatal("default config: want 21 admitted, 22 not")
+	}
+	c.Allow = []Service{{"tcp", 22}}
+	if !c.AdmitsNew(ssh, 22) {
+		t.Fatal("--allow tcp/22 does not admit 22")
+	}
+	c = DefaultConfig()
+	c.Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	c.PassivePorts = PortRange{50000, 50100}
+	if c.AdmitsNew(ssh, 21) || c.AdmitsNew(ssh, 50000) || !c.AdmitsNew(netip.MustParseAddr("198.51.100.1"), 50050) {
+		t.Fatal("source allowlist not applied")
+	}
+	c = DefaultConfig()
+	c.Roles = []Role{RoleRouter}
+	if !c.AdmitsNew(ssh, 22) {
+		t.Fatal("a router-only table has no input chain and admits everything")
+	}
+	c = DefaultConfig()
+	c.Policy = PolicyAccept
+	if !c.AdmitsNew(ssh, 22) {
+		t.Fatal("policy accept admits everything")
+	}
+}
+
+func hardenedConfig() Config {
+	c := DefaultConfig()
+	c.Roles = []Role{RoleServer, RoleRouter}
+	c.Ports = []uint16{21, 2121}
+	c.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("198.51.100.7/32")}
+	c.MaxConnPerSource = 2
+	c.ConnRate = Rate{10, "second"}
+	c.PassivePorts = PortRange{50000, 50100}
+	c.RelatedPorts = PortRange{1024, 65535}
+	return c
+}
+
+func TestStatusOfHardening(t *testing.T) {
+	k := &fakeKernel{}
+	cfg := hardenedConfig()
+	rs := mustBuild(t, cfg)
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+		t.Fatalf("second Apply = %+v, %v; want unchanged", res, err)
+	}
+	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sources []string
+	for _, r := range st.Sources {
+		sources = append(sources, r.String())
+	}
+	if !st.Matches || st.MaxConnPerSource != 2 || st.ConnRate != cfg.ConnRate || st.PassivePorts != cfg.PassivePorts ||
+		st.RelatedPorts != cfg.RelatedPorts || !reflect.DeepEqual(sources, []string{"192.0.2.0/24", "198.51.100.7", "2001:db8::/32"}) ||
+		!reflect.DeepEqual(st.Roles, []Role{RoleServer, RoleRouter}) {
+		t.Fatalf("status = %+v (sources %v)", st, sources)
+	}
+	// One more source changes the set: the table is replaced.
+	cfg.Sources = append(cfg.Sources, netip.MustParsePrefix("203.0.113.0/24"))
+	if res, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil || !res.Replaced {
+		t.Fatalf("Apply with a new source = %+v, %v; want replaced", res, err)
+	}
+}
+
+func TestLargeSourceSetIsChunked(t *testing.T) {
+	k := &fakeKernel{}
+	cfg := DefaultConfig()
+	for i := range 10000 {
+		cfg.Sources = append(cfg.Sources, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32))
+	}
+	if _, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	if k.batches != 1 || len(k.state.elems) < 10000/setChunk {
+		t.Fatalf("%d batches, %d element messages; want 1 batch, chunks of %d", k.batches, len(k.state.elems), setChunk)
+	}
+}

@@ -28,12 +28,18 @@ const (
 // ftpnft runs the ftpnft binary and returns its exit code and output.
 func ftpnft(t testing.TB, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return ftpnftEnv(t, nil, args...)
+}
+
+// ftpnftEnv is ftpnft with extra environment variables. The tests work in
+// their own namespaces: SSH_CONNECTION is removed unless env sets it, so
+// that a CI job run over SSH does not trip the lockout guard.
+func ftpnftEnv(t testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := exec.Command(ftpnftBin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	// The tests work in their own namespaces: a CI job run over SSH must
-	// not trip the lockout guard, which TestLockoutGuard tests itself.
-	cmd.Env = slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SSH_CONNECTION=") })
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SSH_CONNECTION=") }), env...)
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {

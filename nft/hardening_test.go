@@ -103,6 +103,12 @@ func TestRangesRoundTrip(t *testing.T) {
 	if back := rangesOf(els); !reflect.DeepEqual(back, rs) {
 		t.Fatalf("rangesOf(elements) = %v, want %v", back, rs)
 	}
+	for _, r := range append(rs, odd...) {
+		var back AddrRange
+		if err := back.UnmarshalText([]byte(r.String())); err != nil || back != r {
+			t.Errorf("UnmarshalText(%q) = %v, %v", r, back, err)
+		}
+	}
 }
 
 func TestAdmitsNew(t *testing.T) {

@@ -46,6 +46,27 @@ func (r AddrRange) String() string {
 // MarshalText makes a range read as in nft syntax in JSON.
 func (r AddrRange) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// UnmarshalText reads what MarshalText writes: an address, a CIDR or
+// "FROM-TO".
+func (r *AddrRange) UnmarshalText(b []byte) error {
+	s := string(b)
+	if from, to, ok := strings.Cut(s, "-"); ok {
+		f, err1 := netip.ParseAddr(from)
+		t, err2 := netip.ParseAddr(to)
+		if err1 != nil || err2 != nil || f.Is4() != t.Is4() || t.Less(f) {
+			return fmt.Errorf("address range %q: want FROM-TO", s)
+		}
+		*r = AddrRange{f, t}
+		return nil
+	}
+	p, err := ParseSource(s)
+	if err != nil {
+		return err
+	}
+	*r = AddrRange{p.Addr(), lastAddr(p)}
+	return nil
+}
+
 // prefix returns r as a prefix, if it is exactly one.
 func (r AddrRange) prefix() (netip.Prefix, bool) {
 	for bits := 0; bits <= r.From.BitLen(); bits++ {

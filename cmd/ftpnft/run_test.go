@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/nft"
 )
 
@@ -142,5 +143,23 @@ func TestLockoutGuard(t *testing.T) {
 	_, _, stderr = runCLI("install", "--netns", "/nonexistent/ns", "--source", "203.0.113.0/24")
 	if !strings.Contains(stderr, "refusing") {
 		t.Errorf("SSH client outside the allowlist: %q, want a refusal", stderr)
+	}
+}
+
+func TestWarnings(t *testing.T) {
+	st := &nft.Status{Installed: true, RelatedPorts: nft.DefaultRelatedPorts}
+	if w := warnings(st, helper.Capability{Available: true, Ports: "21"}); len(w) != 0 {
+		t.Fatalf("warnings for a safe setup: %q", w)
+	}
+	st.RelatedPorts = nft.PortRange{Lo: 1, Hi: 65535}
+	w := warnings(st, helper.Capability{Available: true, Ports: "21", Loose: true, AutoAssign: true})
+	want := []string{"loose=1", "nf_conntrack_helper=1", "--related-ports 1-65535"}
+	if len(w) != len(want) {
+		t.Fatalf("warnings = %q, want %d", w, len(want))
+	}
+	for i := range want {
+		if !strings.Contains(w[i], want[i]) {
+			t.Errorf("warning %d = %q, want it to mention %q", i, w[i], want[i])
+		}
 	}
 }

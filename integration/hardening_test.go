@@ -1,0 +1,273 @@
+//go:build netns
+
+package integration
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpnft/ftpnft/nft"
+)
+
+// tcpConnect opens a TCP connection from h to addr:port with bash's
+// /dev/tcp and closes it; it reports whether the handshake completed
+// within timeout.
+func tcpConnect(t *testing.T, h *Host, addr netip.Addr, port int, timeout time.Duration) error {
+	t.Helper()
+	_, stderr, err := h.Exec(t, "timeout", seconds(timeout), "bash", "-c",
+		fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", addr, port))
+	if err != nil {
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(stderr))
+	}
+	return nil
+}
+
+// holdControl opens an FTP control connection from h to addr:21 and keeps
+// it open until the returned function is called.
+func holdControl(t *testing.T, h *Host, addr netip.Addr) (release func()) {
+	t.Helper()
+	cmd := h.Start(t, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/21 && read -r banner <&3 && echo \"$banner\" && sleep 120", addr))
+	return func() { _ = cmd.Process.Kill() } // the harness waits for it
+}
+
+// waitEstablished waits until srv has n established connections on port.
+func waitEstablished(t *testing.T, srv *Host, port, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out := srv.MustExec(t, "ss", "-Htn", "state", "established", fmt.Sprintf("sport = :%d", port))
+		lines := strings.Count(strings.TrimSpace(out), "\n") + 1
+		if strings.TrimSpace(out) == "" {
+			lines = 0
+		}
+		if lines == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d established connections on port %d, want %d:\n%s", lines, port, n, out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestSourceAllowlist: only listed sources (given on the command line and
+// in a file of 10,000 entries) open control connections, over IPv4 and
+// IPv6; a second address of the same client is dropped.
+func TestSourceAllowlist(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 21, files)
+
+	var list strings.Builder
+	list.WriteString("# 10,000 networks that are not the test client\n")
+	for i := range 5000 {
+		fmt.Fprintf(&list, "10.%d.%d.1\n2001:db8:%x::1/128 # v6\n", i>>8&255, i&255, 0x1000+i)
+	}
+	file := filepath.Join(t.TempDir(), "allow.txt")
+	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--netns", srv.Path, "--source", cli.V4.String(), "--source", cli.V6.String() + "/128", "--source-file", file}
+	mustFtpnft(t, append([]string{"install"}, args...)...)
+
+	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	mustFetch(t, cli, EPSV, srv.V6, 21, files)
+	// A second address of the client, not in the allowlist. (Added only
+	// now: Linux would prefer the newer IPv6 address as source.)
+	cli.MustExec(t, "ip", "addr", "add", "192.0.2.3/24", "dev", "eth-srv")
+	cli.MustExec(t, "ip", "addr", "add", "2001:db8:f7::3/64", "dev", "eth-srv", "nodad")
+	for _, other := range []string{"192.0.2.3", "2001:db8:f7::3"} {
+		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", other, "ftp://"+hostOf(srv, other)+"/")
+		if err == nil {
+			t.Errorf("control connection from excluded source %s succeeded", other)
+		} else {
+			t.Logf("excluded source %s: %v", other, err)
+		}
+	}
+	st, counts := readStatus(t, args...)
+	if !st.Matches || len(st.Sources) != 10002 || counts["ftp-control: source not allowed ipv4"] == 0 || counts["ftp-control: source not allowed ipv6"] == 0 {
+		t.Fatalf("status: matches %v, %d sources, counters %v", st.Matches, len(st.Sources), counts)
+	}
+}
+
+// hostOf returns srv's address of the family of other, as a URL host.
+func hostOf(srv *Host, other string) string {
+	if strings.Contains(other, ":") {
+		return "[" + srv.V6.String() + "]"
+	}
+	return srv.V4.String()
+}
+
+// TestConnLimit: a third concurrent control connection over a limit of two
+// per source is refused at once (TCP reset), and admitted again once the
+// others have closed. Without the limit the third is admitted.
+func TestConnLimit(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	mustFtpnft(t, "install", "--netns", srv.Path, "--max-conn-per-source", "2")
+
+	r1, r2 := holdControl(t, cli, srv.V4), holdControl(t, cli, srv.V4)
+	waitEstablished(t, srv, 21, 2)
+	err := tcpConnect(t, cli, srv.V4, 21, 3*time.Second)
+	if err == nil || !strings.Contains(err.Error(), "refused") {
+		t.Fatalf("third connection over a limit of 2: %v, want connection refused", err)
+	}
+	_, counts := readStatus(t, "--netns", srv.Path, "--max-conn-per-source", "2")
+	if counts["ftp-control: over 2 connections per source ipv4"] == 0 {
+		t.Fatalf("limit counter is zero: %v", counts)
+	}
+	r1()
+	r2()
+	waitEstablished(t, srv, 21, 0)
+	if err := tcpConnect(t, cli, srv.V4, 21, 3*time.Second); err != nil {
+		t.Fatalf("connection after the others closed: %v", err)
+	}
+
+	// Negative control: without the limit a third concurrent connection
+	// is admitted.
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	r3, r4 := holdControl(t, cli, srv.V4), holdControl(t, cli, srv.V4)
+	defer r3()
+	defer r4()
+	waitEstablished(t, srv, 21, 2)
+	if err := tcpConnect(t, cli, srv.V4, 21, 3*time.Second); err != nil {
+		t.Fatalf("third connection without a limit: %v", err)
+	}
+}
+
+// burst opens n control connections from cli to srv at once and returns how
+// many completed their handshake.
+func burst(t *testing.T, cli, srv *Host, n int) int {
+	t.Helper()
+	script := fmt.Sprintf(`for i in $(seq %d); do (timeout 3 bash -c 'exec 3<>/dev/tcp/%s/21' 2>/dev/null && echo ok) & done; wait`, n, srv.V4)
+	out, _, _ := cli.Exec(t, "bash", "-c", script)
+	return strings.Count(out, "ok")
+}
+
+// TestConnRate: a burst of 40 new control connections against a rate of
+// 5/second per source is partly dropped; without the rate all pass.
+func TestConnRate(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	mustFtpnft(t, "install", "--netns", srv.Path, "--conn-rate", "5/second")
+	ok := burst(t, cli, srv, 40)
+	_, counts := readStatus(t, "--netns", srv.Path, "--conn-rate", "5/second")
+	t.Logf("rate 5/second: %d of 40 connections admitted; %d SYNs dropped", ok, counts["ftp-control: over 5/second per source ipv4"])
+	if ok == 0 || ok >= 40 || counts["ftp-control: over 5/second per source ipv4"] == 0 {
+		t.Fatalf("burst against 5/second: %d of 40 admitted, counters %v; want some but not all", ok, counts)
+	}
+
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	if ok := burst(t, cli, srv, 40); ok != 40 {
+		t.Fatalf("burst without a rate: %d of 40 admitted, want all", ok)
+	}
+}
+
+// TestPassivePorts: with --passive-ports a listener inside the range is
+// reachable and one outside it is not.
+func TestPassivePorts(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 50050, files) // any listener will do
+	StartVsftpd(t, srv, 50200, files)
+	mustFtpnft(t, "install", "--netns", srv.Path, "--passive-ports", "50000-50100")
+	for _, addr := range []netip.Addr{srv.V4, srv.V6} {
+		if err := tcpConnect(t, cli, addr, 50050, 3*time.Second); err != nil {
+			t.Errorf("listener inside the passive range (%s): %v", addr, err)
+		}
+		if err := tcpConnect(t, cli, addr, 50200, 3*time.Second); err == nil {
+			t.Errorf("listener outside the passive range (%s) was reachable", addr)
+		}
+	}
+	st, _ := readStatus(t, "--netns", srv.Path, "--passive-ports", "50000-50100")
+	if st.PassivePorts != (nft.PortRange{Lo: 50000, Hi: 50100}) || !st.Matches {
+		t.Fatalf("status: %+v", st)
+	}
+}
+
+// TestRelatedUnprivilegedOnly plays NAT slipstreaming against a client-role
+// host: its FTP client sends "PORT" naming a privileged port (1000) of its
+// own, so the helper expects a connection from the server to it. By
+// default ftpnft admits RELATED data connections only to unprivileged
+// ports, so the server's connection to port 1000 is dropped; with
+// --related-ports 1-65535 (the old, loose policy) it gets through.
+func TestRelatedUnprivilegedOnly(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 21, files)
+	StartVsftpd(t, cli, 1000, files) // the "internal service" on a privileged port
+
+	expectPort1000 := func() (release func()) {
+		// vsftpd refuses the PORT command, but the helper has already
+		// created the expectation when the command passed by.
+		cmd := cli.Start(t, "bash", "-c", fmt.Sprintf(`exec 3<>/dev/tcp/%s/21
+read -r l <&3; printf 'USER anonymous\r\n' >&3; read -r l <&3
+printf 'PASS x\r\n' >&3; read -r l <&3
+printf 'PORT 192,0,2,2,3,232\r\n' >&3; read -r l <&3; echo "$l"; sleep 60`, srv.V4))
+		time.Sleep(500 * time.Millisecond)
+		return func() { _ = cmd.Process.Kill() } // the harness waits for it
+	}
+
+	for _, tc := range []struct {
+		args  []string
+		admit bool
+	}{
+		{[]string{"--role", "client"}, false},
+		{[]string{"--role", "client", "--related-ports", "1-65535"}, true},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			mustFtpnft(t, append([]string{"install", "--netns", cli.Path}, tc.args...)...)
+			release := expectPort1000()
+			defer release()
+			out := cli.MustExec(t, "conntrack", "-L", "expect")
+			if !strings.Contains(out, "dport=1000") {
+				t.Fatalf("no expectation for port 1000:\n%s", out)
+			}
+			err := tcpConnect(t, srv, cli.V4, 1000, 3*time.Second)
+			if tc.admit && err != nil {
+				t.Fatalf("related connection to port 1000 with --related-ports 1-65535: %v", err)
+			}
+			if !tc.admit && err == nil {
+				t.Fatal("related connection to privileged port 1000 was admitted by default")
+			}
+		})
+	}
+}
+
+// TestLockoutGuard: run as if from an SSH session to port 22, install with
+// policy drop refuses, naming --allow tcp/22, and changes nothing; with
+// --allow tcp/22 or --force it installs.
+func TestLockoutGuard(t *testing.T) {
+	RequireRoot(t)
+	t.Parallel()
+	srv, _ := NewPair(t)
+	before := srv.NftList(t)
+	code, stdout, stderr := ftpnftEnv(t, []string{"SSH_CONNECTION=198.51.100.9 50022 192.0.2.1 22"}, "install", "--netns", srv.Path)
+	if code != 2 || stdout != "" || !strings.Contains(stderr, "--allow tcp/22") {
+		t.Fatalf("install from an SSH session: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if after := srv.NftList(t); after != before {
+		t.Fatalf("refused install changed the ruleset:\n%s", after)
+	}
+	for _, extra := range [][]string{{"--allow", "tcp/22"}, {"--force"}} {
+		code, _, stderr := ftpnftEnv(t, []string{"SSH_CONNECTION=198.51.100.9 50022 192.0.2.1 22"}, append([]string{"install", "--netns", srv.Path}, extra...)...)
+		if code != 0 {
+			t.Fatalf("install %v from an SSH session: exit %d: %s", extra, code, stderr)
+		}
+	}
+}

@@ -481,12 +481,12 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 			fmt.Fprintf(w, "rate:     %s new control connections per source\n", st.ConnRate)
 		}
 		fmt.Fprintf(w, "counters:\n")
-		width := 0
+		chainWidth, ruleWidth := 0, 0
 		for _, c := range st.Counters {
-			width = max(width, len(c.Rule))
+			chainWidth, ruleWidth = max(chainWidth, len(c.Chain)), max(ruleWidth, len(c.Rule))
 		}
 		for _, c := range st.Counters {
-			fmt.Fprintf(w, "  %-10s %-*s %10d packets %12d bytes\n", c.Chain, width, c.Rule, c.Packets, c.Bytes)
+			fmt.Fprintf(w, "  %-*s %-*s %10d packets %12d bytes\n", chainWidth, c.Chain, ruleWidth, c.Rule, c.Packets, c.Bytes)
 		}
 	}
 	if capa.Available {

@@ -26,6 +26,16 @@
 // chain RELATED connections are admitted only when the ftp helper expected
 // them.
 //
+// # Hardening
+//
+// RELATED data connections are admitted only to [Config.RelatedPorts]
+// (unprivileged by default). [Config.Sources] (interval sets),
+// [Config.MaxConnPerSource] (ct count) and [Config.ConnRate] (a per-source
+// meter) check new control connections in a regular chain "ftp-control";
+// [Config.PassivePorts] opens a passive range for FTPS. [Config.AdmitsNew]
+// tells whether the input policy admits a new connection, for lockout
+// checks.
+//
 // # Atomicity and ownership
 //
 // Apply sends one netlink batch: when ftpnft's table already exists it is

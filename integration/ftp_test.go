@@ -32,14 +32,16 @@ func ftpnft(t testing.TB, args ...string) (code int, stdout, stderr string) {
 }
 
 // ftpnftEnv is ftpnft with extra environment variables. The tests work in
-// their own namespaces: SSH_CONNECTION is removed unless env sets it, so
-// that a CI job run over SSH does not trip the lockout guard.
+// their own namespaces: SSH_CONNECTION is set empty ("not over SSH") unless
+// env sets it, so that a CI job run over SSH or sudo does not trip the
+// lockout guard.
 func ftpnftEnv(t testing.TB, env []string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	cmd := exec.Command(ftpnftBin, args...)
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SSH_CONNECTION=") }), env...)
+	cmd.Env = append(slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, "SSH_CONNECTION=") }),
+		append([]string{"SSH_CONNECTION="}, env...)...)
 	err := cmd.Run()
 	var exit *exec.ExitError
 	switch {

@@ -31,7 +31,8 @@ func tcpConnect(t *testing.T, h *Host, addr netip.Addr, port int, timeout time.D
 // it open until the returned function is called.
 func holdControl(t *testing.T, h *Host, addr netip.Addr) (release func()) {
 	t.Helper()
-	cmd := h.Start(t, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/21 && read -r banner <&3 && echo \"$banner\" && sleep 120", addr))
+	// exec: the process the harness started is the one holding the socket.
+	cmd := h.Start(t, "bash", "-c", fmt.Sprintf("exec 3<>/dev/tcp/%s/21 && read -r banner <&3 && echo \"$banner\" && exec sleep 120", addr))
 	return func() { _ = cmd.Process.Kill() } // the harness waits for it
 }
 
@@ -125,11 +126,21 @@ func TestConnLimit(t *testing.T) {
 	if counts["ftp-control: over 2 connections per source ipv4"] == 0 {
 		t.Fatalf("limit counter is zero: %v", counts)
 	}
+	st, _ := readStatus(t, "--netns", srv.Path, "--max-conn-per-source", "2")
+	if !st.Matches || st.MaxConnPerSource != 2 {
+		t.Fatalf("status: %+v", st)
+	}
 	r1()
 	r2()
 	waitEstablished(t, srv, 21, 0)
-	if err := tcpConnect(t, cli, srv.V4, 21, 3*time.Second); err != nil {
-		t.Fatalf("connection after the others closed: %v", err)
+	// Closing connections linger in CLOSE_WAIT/LAST_ACK for a moment, and
+	// ct count counts them until then.
+	deadline := time.Now().Add(10 * time.Second)
+	for err := tcpConnect(t, cli, srv.V4, 21, 3*time.Second); err != nil; err = tcpConnect(t, cli, srv.V4, 21, 3*time.Second) {
+		if time.Now().After(deadline) {
+			t.Fatalf("connection after the others closed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	// Negative control: without the limit a third concurrent connection
@@ -162,7 +173,10 @@ func TestConnRate(t *testing.T) {
 	StartVsftpd(t, srv, 21, testFiles(t))
 	mustFtpnft(t, "install", "--netns", srv.Path, "--conn-rate", "5/second")
 	ok := burst(t, cli, srv, 40)
-	_, counts := readStatus(t, "--netns", srv.Path, "--conn-rate", "5/second")
+	st, counts := readStatus(t, "--netns", srv.Path, "--conn-rate", "5/second")
+	if !st.Matches || st.ConnRate != (nft.Rate{N: 5, Unit: "second"}) {
+		t.Fatalf("status: %+v", st)
+	}
 	t.Logf("rate 5/second: %d of 40 connections admitted; %d SYNs dropped", ok, counts["ftp-control: over 5/second per source ipv4"])
 	if ok == 0 || ok >= 40 || counts["ftp-control: over 5/second per source ipv4"] == 0 {
 		t.Fatalf("burst against 5/second: %d of 40 admitted, counters %v; want some but not all", ok, counts)
@@ -212,14 +226,15 @@ func TestRelatedUnprivilegedOnly(t *testing.T) {
 	StartVsftpd(t, srv, 21, files)
 	StartVsftpd(t, cli, 1000, files) // the "internal service" on a privileged port
 
+	a := cli.V4.As4()
+	port := fmt.Sprintf("PORT %d,%d,%d,%d,3,232", a[0], a[1], a[2], a[3]) // port 3*256+232 = 1000
 	expectPort1000 := func() (release func()) {
 		// vsftpd refuses the PORT command, but the helper has already
 		// created the expectation when the command passed by.
 		cmd := cli.Start(t, "bash", "-c", fmt.Sprintf(`exec 3<>/dev/tcp/%s/21
 read -r l <&3; printf 'USER anonymous\r\n' >&3; read -r l <&3
 printf 'PASS x\r\n' >&3; read -r l <&3
-printf 'PORT 192,0,2,2,3,232\r\n' >&3; read -r l <&3; echo "$l"; sleep 60`, srv.V4))
-		time.Sleep(500 * time.Millisecond)
+printf '%s\r\n' >&3; read -r l <&3; echo "$l"; exec sleep 60`, srv.V4, port))
 		return func() { _ = cmd.Process.Kill() } // the harness waits for it
 	}
 
@@ -234,9 +249,12 @@ printf 'PORT 192,0,2,2,3,232\r\n' >&3; read -r l <&3; echo "$l"; sleep 60`, srv.
 			mustFtpnft(t, append([]string{"install", "--netns", cli.Path}, tc.args...)...)
 			release := expectPort1000()
 			defer release()
-			out := cli.MustExec(t, "conntrack", "-L", "expect")
-			if !strings.Contains(out, "dport=1000") {
-				t.Fatalf("no expectation for port 1000:\n%s", out)
+			deadline := time.Now().Add(10 * time.Second)
+			for out := ""; !strings.Contains(out, "dport=1000"); out = cli.MustExec(t, "conntrack", "-L", "expect") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no expectation for port 1000:\n%s", out)
+				}
+				time.Sleep(100 * time.Millisecond)
 			}
 			err := tcpConnect(t, srv, cli.V4, 1000, 3*time.Second)
 			if tc.admit && err != nil {

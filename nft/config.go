@@ -513,22 +513,28 @@ func (c Config) Validate() error {
 }
 
 // AdmitsNew reports whether the input chain built from c admits a new TCP
-// connection from src to port of this host: through an allowed service,
-// an FTP control port (role server, subject to the source allowlist) or
-// the passive range. Without an input chain (role router only) or under
+// connection from src to port of this host, following the rules in their
+// order: loopback; a control port (role server), which then decides alone
+// by the source allowlist; the passive range (from allowed sources); an
+// allowed service. Without an input chain (role router only) or under
 // policy accept everything is admitted. Connection limits and rates are
 // not considered: they depend on traffic.
 func (c Config) AdmitsNew(src netip.Addr, port uint16) bool {
 	if !c.Has(RoleServer) && !c.Has(RoleClient) || c.Policy == PolicyAccept {
 		return true
 	}
-	if slices.Contains(c.Allow, Service{"tcp", port}) {
+	src = src.WithZone("").Unmap()
+	if src.IsLoopback() {
 		return true
 	}
-	if !c.Has(RoleServer) {
-		return false
+	allowed := len(c.Sources) == 0 || slices.ContainsFunc(c.Sources, func(p netip.Prefix) bool { return p.Contains(src) })
+	if c.Has(RoleServer) {
+		if slices.Contains(c.Ports, port) {
+			return allowed // the ftp-control chain drops or accepts: final
+		}
+		if !c.PassivePorts.IsZero() && c.PassivePorts.Lo <= port && port <= c.PassivePorts.Hi && allowed {
+			return true
+		}
 	}
-	allowed := len(c.Sources) == 0 || slices.ContainsFunc(c.Sources, func(p netip.Prefix) bool { return p.Contains(src.Unmap()) })
-	inPassive := !c.PassivePorts.IsZero() && c.PassivePorts.Lo <= port && port <= c.PassivePorts.Hi
-	return allowed && (slices.Contains(c.Ports, port) || inPassive)
+	return slices.Contains(c.Allow, Service{"tcp", port})
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -103,7 +104,22 @@ func TestRangesRoundTrip(t *testing.T) {
 	if back := rangesOf(els); !reflect.DeepEqual(back, rs) {
 		t.Fatalf("rangesOf(elements) = %v, want %v", back, rs)
 	}
-	for _, r := range append(rs, odd...) {
+	// IPv6, a range from the zero address (no leading end element) and one
+	// to the top (no end element), decoded from elements in reverse order.
+	v6 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("ff00::/8")})
+	v6els := Set{Interval: true, Ranges: v6}.elements()
+	if v6els[0].IntervalEnd || v6els[len(v6els)-1].IntervalEnd {
+		t.Fatalf("IPv6 elements = %+v", v6els)
+	}
+	slices.Reverse(v6els)
+	if back := rangesOf(v6els); !reflect.DeepEqual(back, v6) {
+		t.Fatalf("rangesOf(IPv6 reversed) = %v, want %v", back, v6)
+	}
+	all := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/0")})
+	if els := (Set{Interval: true, Ranges: all}).elements(); len(els) != 1 || !reflect.DeepEqual(rangesOf(els), all) {
+		t.Fatalf("::/0 elements = %+v", els)
+	}
+	for _, r := range append(append(rs, odd...), v6...) {
 		var back AddrRange
 		if err := back.UnmarshalText([]byte(r.String())); err != nil || back != r {
 			t.Errorf("UnmarshalText(%q) = %v, %v", r, back, err)
@@ -126,6 +142,21 @@ func TestAdmitsNew(t *testing.T) {
 	c.PassivePorts = PortRange{50000, 50100}
 	if c.AdmitsNew(ssh, 21) || c.AdmitsNew(ssh, 50000) || !c.AdmitsNew(netip.MustParseAddr("198.51.100.1"), 50050) {
 		t.Fatal("source allowlist not applied")
+	}
+	// A control port decides alone: --allow behind it is never reached.
+	c = DefaultConfig()
+	c.Ports = []uint16{2121}
+	c.Allow = []Service{{"tcp", 2121}}
+	c.Sources = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	if c.AdmitsNew(ssh, 2121) {
+		t.Fatal("a control port with a source outside the allowlist was admitted by a later --allow")
+	}
+	if !c.AdmitsNew(netip.MustParseAddr("::1"), 22) {
+		t.Fatal("loopback must be admitted (iifname lo accept)")
+	}
+	c.Sources = append(c.Sources, netip.MustParsePrefix("fe80::/10"))
+	if !c.AdmitsNew(netip.MustParseAddr("fe80::1%eth0"), 2121) {
+		t.Fatal("a zoned link-local client inside the allowlist was not admitted")
 	}
 	c = DefaultConfig()
 	c.Roles = []Role{RoleRouter}

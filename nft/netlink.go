@@ -461,6 +461,7 @@ type shape struct {
 	oifname    string     // oifname match
 	ctNew      bool       // ct state new
 	ctRelated  bool       // ct state related
+	ctHelper   bool       // ct helper "NAME" (a match, not an assignment)
 	dportRange PortRange  // tcp/udp dport LO-HI
 	connlimit  uint32     // add @set { ... ct count over N }
 	rate       Rate       // update @set { ... limit rate over N/unit }
@@ -519,6 +520,8 @@ func shapeOf(r *nftables.Rule) shape {
 					}
 				}
 			}
+		case *expr.Ct:
+			sh.ctHelper = sh.ctHelper || e.Key == expr.CtKeyHELPER && eq != nil
 		case *expr.Objref:
 			sh.assigns = sh.assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
 		case *expr.Verdict:

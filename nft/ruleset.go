@@ -33,7 +33,8 @@ type Ruleset struct {
 	Helpers []Helper
 	// Sets are the named sets: allowed sources and per-source state.
 	Sets []Set
-	// Chains are the base chains, in the order they are created.
+	// Chains are the base chains and the regular chain ftp-control, in
+	// the order they are rendered.
 	Chains []Chain
 }
 
@@ -44,7 +45,8 @@ type Helper struct {
 	Protocol string `json:"protocol"` // "tcp"
 }
 
-// Chain is a base chain of the table.
+// Chain is a chain of the table: a base chain on a hook, or a regular
+// chain (no hook) that rules jump to.
 type Chain struct {
 	Name     string
 	Type     string // "filter" or "nat"; "" for a regular chain
@@ -152,6 +154,13 @@ func setName(base string, v6 bool) string {
 //     either direction. Allowed services are not forwarded.
 //   - srcnat (nat, postrouting, priority srcnat), with masquerade: traffic
 //     leaving through the interfaces gets their address.
+//   - ftp-control (regular), with sources, connection limits or rates: the
+//     control-port rules of input and forward jump to it; it drops sources
+//     not allowed, refuses sources over the connection limit, drops sources
+//     over the rate, and accepts the rest. Limits count per IPv4 address
+//     and per IPv6 /64. When a per-source set is full (65535 sources) the
+//     kernel skips the limit rule: the limits fail open, the allowlist
+//     does not.
 func Build(c Config) (*Ruleset, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -293,7 +302,7 @@ func passiveRules(c Config) []Rule {
 	var rules []Rule
 	for _, v6 := range []bool{false, true} {
 		rules = append(rules, rule(comment+" "+familyOf(v6).name,
-			saddrIn{v6, setName(setSources, v6)}, r, ctState{stateNew}, counter{}, accept))
+			saddrIn{v6: v6, set: setName(setSources, v6)}, r, ctState{stateNew}, counter{}, accept))
 	}
 	return rules
 }
@@ -318,7 +327,7 @@ func controlChecks(c Config) ([]Set, *Chain) {
 			name := setName(setSources, v6)
 			sets = append(sets, Set{Name: name, V6: v6, Interval: true, Ranges: mergeRanges(fam)})
 			ch.Rules = append(ch.Rules, rule("source not allowed "+familyOf(v6).name,
-				saddrNotIn{v6, name}, counter{}, drop))
+				saddrIn{v6: v6, set: name, not: true}, counter{}, drop))
 		}
 	}
 	if c.MaxConnPerSource > 0 {

@@ -104,8 +104,11 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 				st.DNAT = append(st.DNAT, DNAT{ListenPort: sh.dport, To: sh.dnat})
 			case sh.masquerade:
 				st.Masquerade = append(st.Masquerade, sh.oifname)
-			case sh.ctRelated && sh.dportRange != PortRange{}:
+			case sh.ctRelated && sh.ctHelper:
 				st.RelatedPorts = sh.dportRange
+				if st.RelatedPorts.IsZero() { // a table from before ftpnft narrowed it
+					st.RelatedPorts = PortRange{1, 65535}
+				}
 			case ch.Hook == "input" && sh.ctNew && sh.accept && sh.dportRange != PortRange{}:
 				st.PassivePorts = sh.dportRange
 			case sh.connlimit > 0:

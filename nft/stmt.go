@@ -286,17 +286,42 @@ func saddrLoad(v6 bool) []expr.Any {
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length})
 }
 
-// saddrNotIn matches sources outside a named set: "ip saddr != @set".
-type saddrNotIn struct {
+// saddrIn matches sources inside a named set, "ip saddr @set", or with
+// not, outside it: "ip saddr != @set".
+type saddrIn struct {
 	v6  bool
 	set string
+	not bool
 }
 
-func (s saddrNotIn) text() string {
-	return fmt.Sprintf("%s saddr != @%s", familyOf(s.v6).payload, s.set)
+func (s saddrIn) text() string {
+	op := ""
+	if s.not {
+		op = "!= "
+	}
+	return fmt.Sprintf("%s saddr %s@%s", familyOf(s.v6).payload, op, s.set)
 }
-func (s saddrNotIn) exprs() []expr.Any {
-	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set, Invert: true})
+func (s saddrIn) exprs() []expr.Any {
+	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set, Invert: s.not})
+}
+
+// v6SourcePrefix is the length to which per-source limits shorten IPv6
+// addresses: a host owns a whole /64 and could rotate through it.
+const v6SourcePrefix = 64
+
+// sourceKey is the key of the per-source sets: "ip saddr", or "ip6 saddr &
+// ffff:ffff:ffff:ffff::" (the /64).
+func sourceKey(v6 bool) (text string, exprs []expr.Any) {
+	if !v6 {
+		return "ip saddr", saddrLoad(false)
+	}
+	mask := netip.PrefixFrom(netip.IPv6Unspecified(), 0).Addr().AsSlice()
+	for i := 0; i < v6SourcePrefix/8; i++ {
+		mask[i] = 0xff
+	}
+	m, _ := netip.AddrFromSlice(mask)
+	return "ip6 saddr & " + m.String(), append(saddrLoad(true),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)})
 }
 
 // connLimit matches when the source already has more than n connections
@@ -308,10 +333,12 @@ type connLimit struct {
 }
 
 func (s connLimit) text() string {
-	return fmt.Sprintf("add @%s { %s saddr ct count over %d }", s.set, familyOf(s.v6).payload, s.n)
+	key, _ := sourceKey(s.v6)
+	return fmt.Sprintf("add @%s { %s ct count over %d }", s.set, key, s.n)
 }
 func (s connLimit) exprs() []expr.Any {
-	return append(saddrLoad(s.v6), &expr.Dynset{
+	_, key := sourceKey(s.v6)
+	return append(key, &expr.Dynset{
 		SrcRegKey: 1, SetName: s.set, Operation: dynsetAdd,
 		Exprs: []expr.Any{&expr.Connlimit{Count: s.n, Flags: connlimitOver}},
 	})
@@ -339,14 +366,16 @@ type rateOver struct {
 }
 
 func (s rateOver) text() string {
-	return fmt.Sprintf("update @%s { %s saddr limit rate over %s }", s.set, familyOf(s.v6).payload, s.rate)
+	key, _ := sourceKey(s.v6)
+	return fmt.Sprintf("update @%s { %s limit rate over %s }", s.set, key, s.rate)
 }
 func (s rateOver) exprs() []expr.Any {
 	unit := expr.LimitTimeSecond
 	if s.rate.Unit == "minute" {
 		unit = expr.LimitTimeMinute
 	}
-	return append(saddrLoad(s.v6), &expr.Dynset{
+	_, key := sourceKey(s.v6)
+	return append(key, &expr.Dynset{
 		SrcRegKey: 1, SetName: s.set, Operation: dynsetUpdate,
 		Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: s.rate.N, Over: true, Unit: unit, Burst: limitBurst}},
 	})
@@ -366,17 +395,4 @@ type jump struct{ chain string }
 func (s jump) text() string { return "jump " + s.chain }
 func (s jump) exprs() []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: s.chain}}
-}
-
-// saddrIn matches sources inside a named set: "ip saddr @set".
-type saddrIn struct {
-	v6  bool
-	set string
-}
-
-func (s saddrIn) text() string {
-	return fmt.Sprintf("%s saddr @%s", familyOf(s.v6).payload, s.set)
-}
-func (s saddrIn) exprs() []expr.Any {
-	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set})
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/ftpnft/ftpnft/helper"
@@ -294,7 +295,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	o.ruleset = rs
 
 	if cmd == "install" && !o.dryRun && !o.force {
-		if err := lockoutGuard(o.cfg, os.Getenv("SSH_CONNECTION")); err != nil {
+		if err := lockoutGuard(o.cfg, sshConnection()); err != nil {
 			return nil, err
 		}
 	}
@@ -304,6 +305,47 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		}
 	}
 	return o, nil
+}
+
+// sshConnection returns SSH_CONNECTION from the environment. When it is not
+// set at all and ftpnft runs under sudo, which drops it from the
+// environment by default, it is looked up in the nearest ancestor process
+// that has it (the login shell). Set but empty means "not over SSH".
+func sshConnection() string {
+	if v, ok := os.LookupEnv("SSH_CONNECTION"); ok {
+		return v
+	}
+	if os.Getenv("SUDO_USER") == "" {
+		return ""
+	}
+	for pid := os.Getppid(); pid > 1; pid = parentOf(pid) {
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+		if err != nil {
+			return ""
+		}
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "SSH_CONNECTION="); ok {
+				return v
+			}
+		}
+	}
+	return ""
+}
+
+// parentOf returns the parent process ID of pid, or 0 if unknown.
+func parentOf(pid int) int {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// "PID (COMM) STATE PPID ...": COMM may contain spaces and parentheses.
+	i := strings.LastIndexByte(string(stat), ')')
+	f := strings.Fields(string(stat[i+1:]))
+	if i < 0 || len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // lockoutGuard refuses a configuration whose input policy would not admit

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 
@@ -161,5 +162,20 @@ func TestWarnings(t *testing.T) {
 		if !strings.Contains(w[i], want[i]) {
 			t.Errorf("warning %d = %q, want it to mention %q", i, w[i], want[i])
 		}
+	}
+}
+
+func TestSSHConnection(t *testing.T) {
+	if got := parentOf(os.Getpid()); got != os.Getppid() {
+		t.Fatalf("parentOf(self) = %d, want %d", got, os.Getppid())
+	}
+	t.Setenv("SSH_CONNECTION", "")
+	t.Setenv("SUDO_USER", "admin")
+	if got := sshConnection(); got != "" {
+		t.Fatalf("SSH_CONNECTION set but empty: got %q, want no session", got)
+	}
+	t.Setenv("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.1 22")
+	if got := sshConnection(); got != "198.51.100.9 50022 192.0.2.1 22" {
+		t.Fatalf("sshConnection = %q", got)
 	}
 }

@@ -278,6 +278,9 @@ func TestRenderEqualsInstall(t *testing.T) {
 			"--dnat", "10021=203.0.113.2:21", "--dnat", "10022=203.0.113.3:2021", "--dnat", "10021=[2001:db8:113::2]:21",
 			"--dnat", "10023=203.0.113.2:21",
 			"--masquerade", "eth-out", "--masquerade", "wan0"},
+		"hardened": {"--role", "server,router", "--source", "192.0.2.0/24", "--source", "198.51.100.7",
+			"--source", "2001:db8::/32", "--max-conn-per-source", "3", "--conn-rate", "20/minute",
+			"--passive-ports", "50000-50100", "--related-ports", "1024-65000", "--dnat", "10021=203.0.113.2:21"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			a := NewHost(t, "nft")

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -417,5 +418,32 @@ func TestUnprivileged(t *testing.T) {
 	}
 	if after := srv.NftList(t); after != before {
 		t.Fatalf("unprivileged run changed the ruleset:\n%s", after)
+	}
+}
+
+// TestConfigFile installs from a YAML file: FTP works, status with the same
+// file matches, uninstall with it removes the table.
+func TestConfigFile(t *testing.T) {
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 2121, files)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "partners.txt"), []byte("# the client\n"+cli.V6.String()+"/128\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "ftpnft.yaml")
+	content := fmt.Sprintf("netns: %s\nports: [2121]\npolicy: drop\nallow: [tcp/22]\nsource: [%s/32]\nsource-file: [partners.txt]\nmax-conn-per-source: 5\n", srv.Path, cli.V4)
+	if err := os.WriteFile(cfg, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustFtpnft(t, "install", "--config", cfg)
+	mustFetch(t, cli, PASV, srv.V4, 2121, files)
+	mustFetch(t, cli, EPRT, srv.V6, 2121, files)
+	st, _ := readStatus(t, "--config", cfg)
+	if !st.Matches || len(st.Sources) != 2 || st.MaxConnPerSource != 5 {
+		t.Fatalf("status --config: %+v", st)
+	}
+	if out := mustFtpnft(t, "uninstall", "--config", cfg); !strings.Contains(out, "removed") {
+		t.Fatalf("uninstall --config: %q", out)
 	}
 }

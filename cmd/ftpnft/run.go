@@ -52,6 +52,9 @@ Flags (every command but selftest):
 
 Flags (install, uninstall, status, render):
   --table NAME        the table's name in family inet (default "ftpnft")
+  --config FILE       read these flags from a YAML file (see
+                      examples/ftpnft.yaml); flags on the command line
+                      override it
 
 Flags (install, status, render):
   --role LIST         what this host does with FTP, comma separated
@@ -189,6 +192,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	fs.SetOutput(io.Discard)
 	o := &cliOptions{cmd: cmd, cfg: nft.DefaultConfig()}
 	netns := fs.String("netns", "", "")
+	config := fs.String("config", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
 	var ports, policy, roles, relatedPorts, passivePorts, connRate string
 	var maxConn uint
@@ -219,6 +223,11 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *config != "" {
+		if err := applyConfig(fs, *config); err != nil {
+			return nil, err
+		}
 	}
 
 	if cmd != "uninstall" {

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// configKeys are the keys a --config file may hold: one for each flag that
+// describes the ruleset or where it goes. The invocation flags (--dry-run,
+// --force, --json, --config) are not among them: a file should not be able
+// to switch off the lockout guard.
+var configKeys = []string{
+	"netns", "table", "role", "ports", "policy", "allow", "dnat", "masquerade",
+	"related-ports", "passive-ports", "source", "source-file", "max-conn-per-source", "conn-rate",
+}
+
+// listKeys take a YAML sequence (or one value) and repeat the flag; the
+// comma-list flags (role, ports) take a sequence or a comma-separated string.
+var (
+	listKeys  = []string{"allow", "dnat", "masquerade", "source", "source-file"}
+	commaKeys = []string{"role", "ports"}
+)
+
+// configValue is one key of a config file: the flag values it stands for
+// and the line it is on.
+type configValue struct {
+	values []string
+	line   int
+}
+
+// readConfig reads a YAML config file strictly: a mapping of known keys to
+// scalars or sequences of scalars; an unknown or repeated key, or a value of
+// the wrong shape, is an error naming the file, line and key. Relative
+// source-file paths are relative to the config file.
+func readConfig(path string) (map[string]configValue, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	out := map[string]configValue{}
+	if len(doc.Content) == 0 {
+		return out, nil // empty file
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("config %s:%d: want a mapping of keys such as \"ports: [21]\"", path, root.Line)
+	}
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		k, v := root.Content[i], root.Content[i+1]
+		key := k.Value
+		at := fmt.Sprintf("config %s:%d: key %q", path, k.Line, key)
+		if !slices.Contains(configKeys, key) {
+			return nil, fmt.Errorf("%s: unknown key (known: %s)", at, strings.Join(configKeys, ", "))
+		}
+		if prev, ok := out[key]; ok {
+			return nil, fmt.Errorf("%s: repeats line %d", at, prev.line)
+		}
+		var values []string
+		switch v.Kind {
+		case yaml.ScalarNode:
+			values = []string{v.Value}
+		case yaml.SequenceNode:
+			if !slices.Contains(listKeys, key) && !slices.Contains(commaKeys, key) {
+				return nil, fmt.Errorf("%s: takes one value, not a list", at)
+			}
+			for _, item := range v.Content {
+				if item.Kind != yaml.ScalarNode {
+					return nil, fmt.Errorf("config %s:%d: key %q: list items must be plain values", path, item.Line, key)
+				}
+				values = append(values, item.Value)
+			}
+			if slices.Contains(commaKeys, key) {
+				values = []string{strings.Join(values, ",")}
+			}
+		default:
+			return nil, fmt.Errorf("%s: want a value or a list of values", at)
+		}
+		if key == "source-file" {
+			for j, f := range values {
+				if !filepath.IsAbs(f) {
+					values[j] = filepath.Join(filepath.Dir(path), f)
+				}
+			}
+		}
+		out[key] = configValue{values: values, line: k.Line}
+	}
+	return out, nil
+}
+
+// applyConfig sets the flags of fs from the config file at path, except
+// those given on the command line: flags override the file (a list flag on
+// the command line replaces the file's list). Keys that fs does not have
+// (ports for uninstall) are ignored.
+func applyConfig(fs *flag.FlagSet, path string) error {
+	cfg, err := readConfig(path)
+	if err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	for _, key := range configKeys {
+		v, ok := cfg[key]
+		if !ok || given[key] || fs.Lookup(key) == nil {
+			continue
+		}
+		for _, value := range v.values {
+			if err := fs.Set(key, value); err != nil {
+				return fmt.Errorf("config %s:%d: key %q: invalid value %q: %v", path, v.line, key, value, err)
+			}
+		}
+	}
+	return nil
+}

@@ -175,3 +175,39 @@ func TestTupleString(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeEvent feeds arbitrary netlink messages to the decoding a watch
+// does: it must never panic, whatever the kernel (or a fuzzer) sends.
+func FuzzDecodeEvent(f *testing.F) {
+	fx, err := os.Open(filepath.Join("testdata", "ftp-events.hex"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	s := bufio.NewScanner(fx)
+	s.Buffer(nil, 1<<20)
+	for s.Scan() {
+		if b, err := hex.DecodeString(strings.TrimSpace(s.Text())); err == nil {
+			f.Add(b)
+		}
+	}
+	fx.Close()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m netlink.Message
+		if err := m.UnmarshalBinary(b); err != nil {
+			return
+		}
+		var ev ct.Event
+		if err := ev.Unmarshal(m); err != nil {
+			return
+		}
+		var got []Event
+		w := newTestWatcher("", &got)
+		w.event(ev)
+		for _, e := range got {
+			_ = e.String()
+			if _, err := e.MarshalJSON(); err != nil {
+				t.Fatalf("event %v does not encode: %v", e, err)
+			}
+		}
+	})
+}

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -446,4 +447,71 @@ func TestConfigFile(t *testing.T) {
 	if out := mustFtpnft(t, "uninstall", "--config", cfg); !strings.Contains(out, "removed") {
 		t.Fatalf("uninstall --config: %q", out)
 	}
+}
+
+// TestConcurrentInstalls races installs of two configurations in one
+// namespace, through the library (goroutines: tight timing) and the binary:
+// every round starts without the table, and ends with exactly one of the
+// two rulesets, whole, never a mix or duplicated rules.
+func TestConcurrentInstalls(t *testing.T) {
+	RequireRoot(t)
+	ns := NewHost(t, "race")
+	ref := NewHost(t, "ref")
+	var rulesets []*nft.Ruleset
+	var want []string
+	for _, ports := range [][]uint16{{21}, {2121, 990}} {
+		cfg := nft.DefaultConfig()
+		cfg.Ports = ports
+		rs, err := nft.Build(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rulesets = append(rulesets, rs)
+		if _, err := nft.Apply(rs, nft.WithNetNS(ref.Path)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ref.MustExec(t, "nft", "list", "table", "inet", "ftpnft"))
+	}
+	check := func(round int) {
+		t.Helper()
+		got := ns.MustExec(t, "nft", "list", "table", "inet", "ftpnft")
+		if got != want[0] && got != want[1] {
+			t.Fatalf("round %d: the table is neither configuration:\n%s", round, got)
+		}
+	}
+	for round := range 30 {
+		if _, err := nft.Remove(nft.DefaultTable, nft.WithNetNS(ns.Path)); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 6 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				if _, err := nft.Apply(rulesets[i%2], nft.WithNetNS(ns.Path)); err != nil && !errors.Is(err, nft.ErrConcurrent) {
+					t.Errorf("round %d: Apply: %v", round, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		check(round)
+	}
+	// The binary, too.
+	mustFtpnft(t, "uninstall", "--netns", ns.Path)
+	var wg sync.WaitGroup
+	for i := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _, stderr := ftpnft(t, "install", "--netns", ns.Path, "--ports", []string{"21", "2121,990"}[i%2])
+			if code != 0 && !strings.Contains(stderr, "changed while it was being read") {
+				t.Errorf("install: exit %d: %s", code, stderr)
+			}
+		}()
+	}
+	wg.Wait()
+	check(-1)
 }

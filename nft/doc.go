@@ -44,6 +44,15 @@
 // nothing. When the kernel already holds exactly the desired table (compared
 // expression by expression, counters aside) Apply sends nothing at all.
 //
+// Apply reads the table between two readings of the ruleset's generation ID
+// (NFT_MSG_GETGEN, sent with github.com/mdlayher/netlink since
+// google/nftables v0.3.0 lacks it) and acts only on a view no other commit
+// interrupted. Its batch creates an absent table exclusively and deletes an
+// existing one before recreating it, so a writer that gets in between makes
+// the batch fail whole (EEXIST, ENOENT) and Apply reads again; after five
+// such attempts it gives up with [ErrConcurrent]. Two racing installs thus
+// end with one of the two rulesets, whole.
+//
 // Every rule ftpnft writes carries a comment starting with "ftpnft: ". A
 // table is ftpnft's own when it has rules and all of them carry that
 // comment; any other table of the same name is left untouched and Apply and
@@ -60,6 +69,8 @@
 // Kernel and connection failures are returned as *[Error], which names the
 // operation and unwraps to the cause: errors.Is(err, os.ErrPermission) when
 // not privileged, os.ErrNotExist for a missing namespace, and
-// errors.ErrUnsupported when the kernel lacks nf_tables. [Hint] turns such an
-// error into advice for a person.
+// errors.ErrUnsupported when the kernel lacks nf_tables, [ErrNotOwned] for
+// a table of ftpnft's name that ftpnft did not create, and [ErrConcurrent]
+// when the ruleset kept changing underneath. [Hint] turns such an error
+// into advice for a person.
 package nft

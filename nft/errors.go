@@ -12,6 +12,12 @@ import (
 // ftpnft. ftpnft never changes or removes such a table.
 var ErrNotOwned = errors.New("table exists but was not created by ftpnft (its rules lack ftpnft's comments); choose another name with --table or remove it yourself")
 
+// ErrConcurrent reports that the ruleset kept changing while ftpnft read it
+// and prepared its batch (another program, or another ftpnft, committed in
+// between), so that ftpnft gave up instead of acting on a stale view. The
+// kernel is as the other writers left it; run the command again.
+var ErrConcurrent = errors.New("the ruleset changed while it was being read (another writer is active); nothing was changed, try again")
+
 // Error is an error from the kernel or the netlink connection, with the
 // operation that failed. Unwrap yields the cause, so callers can test
 //
@@ -61,7 +67,7 @@ func classify(err error) error {
 	if errors.Is(err, syscall.EPROTONOSUPPORT) {
 		return unsupported{err}
 	}
-	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT} {
+	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT, syscall.EEXIST} {
 		if errors.Is(err, errno) {
 			return err
 		}
@@ -70,7 +76,7 @@ func classify(err error) error {
 	if strings.Contains(msg, syscall.EPROTONOSUPPORT.Error()) {
 		return unsupported{&kernelError{err: err, errno: syscall.EPROTONOSUPPORT}}
 	}
-	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT} {
+	for _, errno := range []syscall.Errno{syscall.EPERM, syscall.EACCES, syscall.EOPNOTSUPP, syscall.ENOENT, syscall.EEXIST} {
 		if strings.Contains(msg, errno.Error()) {
 			return &kernelError{err: err, errno: errno}
 		}

@@ -19,6 +19,13 @@ type fakeKernel struct {
 	writes  int    // batch messages received, committed or not
 	failOn  uint16 // NFT_MSG_* type to reject with failErr (0, NEWTABLE, cannot be chosen)
 	failErr syscall.Errno
+	gen     uint32 // generation ID: one more for every committed batch
+	// busy simulates another writer committing all the time: every
+	// generation reading is one higher than the last.
+	busy bool
+	// beforeBatch, when set, runs once before the next batch is applied:
+	// another writer getting in between ftpnft's read and its batch.
+	beforeBatch func()
 }
 
 type fakeState struct {
@@ -87,6 +94,15 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 	req := reqs[0]
 	var found []netlink.Message
 	switch msgType(req) {
+	case unix.NFT_MSG_GETGEN:
+		if k.busy {
+			k.gen++
+		}
+		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.gen)}})
+		return []netlink.Message{{
+			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN), Sequence: req.Header.Sequence, PID: req.Header.PID},
+			Data:   append([]byte{unix.AF_UNSPEC, 0, 0, 0}, attrs...),
+		}}, nil
 	case unix.NFT_MSG_GETTABLE:
 		found = k.state.tables
 	case unix.NFT_MSG_GETOBJ:
@@ -126,6 +142,10 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 
 // batch applies msgs to a copy of the state and commits it if all succeed.
 func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
+	if f := k.beforeBatch; f != nil {
+		k.beforeBatch = nil
+		f()
+	}
 	next := k.state.clone()
 	var acks []netlink.Message
 	failed := false
@@ -144,6 +164,7 @@ func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
 	if !failed {
 		k.state = next
 		k.batches++
+		k.gen++
 	}
 	return acks
 }
@@ -171,6 +192,9 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 	stored.Data = bytes.Clone(m.Data)
 	switch msgType(m) {
 	case unix.NFT_MSG_NEWTABLE:
+		if has(s.tables) && m.Header.Flags&netlink.Excl != 0 {
+			return syscall.EEXIST
+		}
 		if !has(s.tables) {
 			s.tables = append(s.tables, stored)
 		}

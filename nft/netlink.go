@@ -10,6 +10,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -41,15 +42,23 @@ func WithNetNSFd(fd int) Option { return func(o *options) { o.netnsFd = fd } }
 // every netlink request goes to f, which answers with messages or an error.
 func WithTestDial(f nltest.Func) Option { return func(o *options) { o.dial = f } }
 
+// conn is a connection to nf_tables in one namespace.
+type conn struct {
+	*nftables.Conn
+	netnsFd int // 0 for the current namespace
+	dial    nltest.Func
+}
+
 // connect returns a netlink connection to nf_tables and a function that
 // releases what connect opened.
-func connect(opts []Option) (*nftables.Conn, func(), error) {
+func connect(opts []Option) (*conn, func(), error) {
 	o := options{netnsFd: -1}
 	for _, opt := range opts {
 		opt(&o)
 	}
 	var copts []nftables.ConnOption
 	release := func() {}
+	cn := &conn{dial: o.dial}
 	switch {
 	case o.dial != nil:
 		copts = append(copts, nftables.WithTestDial(o.dial))
@@ -62,9 +71,11 @@ func connect(opts []Option) (*nftables.Conn, func(), error) {
 			return nil, nil, &Error{Op: "open netns", Err: err}
 		}
 		copts = append(copts, nftables.WithNetNSFd(int(f.Fd())))
+		cn.netnsFd = int(f.Fd())
 		release = func() { f.Close() }
 	case o.netnsFd >= 0:
 		copts = append(copts, nftables.WithNetNSFd(o.netnsFd))
+		cn.netnsFd = o.netnsFd
 	}
 	if o.dial == nil {
 		copts = append(copts, nftables.WithSockOptions(bigBuffers))
@@ -74,7 +85,50 @@ func connect(opts []Option) (*nftables.Conn, func(), error) {
 		release()
 		return nil, nil, &Error{Op: "connect", Err: classify(err)}
 	}
-	return c, release, nil
+	cn.Conn = c
+	return cn, release, nil
+}
+
+// generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the
+// kernel increments with every committed batch: two equal readings mean
+// nothing changed in between. google/nftables v0.3.0 has no call for it.
+func (c *conn) generation() (uint32, error) {
+	var nc *netlink.Conn
+	if c.dial != nil {
+		nc = nltest.Dial(c.dial)
+	} else {
+		var err error
+		if nc, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd}); err != nil {
+			return 0, &Error{Op: "get generation", Err: classify(err)}
+		}
+	}
+	defer nc.Close()
+	msgs, err := nc.Execute(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
+			Flags: netlink.Request,
+		},
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return 0, &Error{Op: "get generation", Err: classify(err)}
+	}
+	for _, m := range msgs {
+		if len(m.Data) < 4 {
+			continue
+		}
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err != nil {
+			continue
+		}
+		ad.ByteOrder = binary.BigEndian
+		for ad.Next() {
+			if ad.Type() == unix.NFTA_GEN_ID {
+				return ad.Uint32(), nil
+			}
+		}
+	}
+	return 0, &Error{Op: "get generation", Err: errors.New("no generation ID in the kernel's answer")}
 }
 
 // socketBuffer is the netlink socket buffer size: a batch with a 10,000
@@ -109,10 +163,44 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 		return Result{}, err
 	}
 	defer release()
+	for attempt := 1; ; attempt++ {
+		res, err := apply(c, rs)
+		if !errors.Is(err, errChanged) {
+			return res, err
+		}
+		if attempt == maxAttempts {
+			return Result{}, &Error{Op: "install", Table: rs.Table, Err: ErrConcurrent}
+		}
+	}
+}
 
-	cur, err := read(c, rs.Table)
+// maxAttempts bounds how often Apply reads the ruleset again after it
+// changed underneath.
+const maxAttempts = 5
+
+// errChanged is apply's signal that another writer got in between.
+var errChanged = errors.New("ruleset changed")
+
+// apply makes one attempt: it reads the table between two generation
+// readings, and builds its batch only from a view no commit interrupted.
+// The batch itself guards the rest of the race: when the table was absent
+// it is created exclusively (another writer's table makes the batch fail
+// with EEXIST), when it existed it is deleted first (a table removed in the
+// meantime makes it fail with ENOENT). Both failures change nothing and
+// lead to another attempt.
+func apply(c *conn, rs *Ruleset) (Result, error) {
+	before, err := c.generation()
 	if err != nil {
 		return Result{}, err
+	}
+	cur, err := read(c.Conn, rs.Table)
+	if err != nil {
+		return Result{}, err
+	}
+	if after, err := c.generation(); err != nil {
+		return Result{}, err
+	} else if after != before {
+		return Result{}, errChanged
 	}
 	if cur != nil && !cur.Owned {
 		return Result{}, &Error{Op: "install", Table: rs.Table, Err: ErrNotOwned}
@@ -124,21 +212,27 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
 	if cur != nil {
 		c.DelTable(table)
+		c.AddTable(table)
+	} else {
+		c.CreateTable(table)
 	}
-	if err := enqueue(c, rs, table); err != nil {
+	if err := enqueue(c.Conn, rs, table); err != nil {
 		return Result{}, &Error{Op: "install", Table: rs.Table, Err: err}
 	}
 	if err := c.Flush(); err != nil {
-		return Result{}, &Error{Op: "install", Table: rs.Table, Err: classify(err)}
+		err = classify(err)
+		if errors.Is(err, syscall.EEXIST) || cur != nil && errors.Is(err, syscall.ENOENT) {
+			return Result{}, errChanged
+		}
+		return Result{}, &Error{Op: "install", Table: rs.Table, Err: err}
 	}
 	return Result{Changed: true, Replaced: cur != nil}, nil
 }
 
-// enqueue adds the messages that create rs to c's batch: the table, its
+// enqueue adds the messages that fill table with rs to c's batch: its
 // objects and sets, every chain (so that jumps find their target), then the
 // rules.
 func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) error {
-	c.AddTable(table)
 	for _, h := range rs.Helpers {
 		c.AddObj(&nftables.NamedObj{
 			Table: table,
@@ -225,7 +319,7 @@ func Remove(table string, opts ...Option) (removed bool, err error) {
 		return false, err
 	}
 	defer release()
-	cur, err := read(c, table)
+	cur, err := read(c.Conn, table)
 	if err != nil || cur == nil {
 		return false, err
 	}

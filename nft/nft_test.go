@@ -431,3 +431,41 @@ func TestWithoutHelper(t *testing.T) {
 		t.Fatal("WithoutHelper modified its receiver")
 	}
 }
+
+// Another ftpnft creates the table between this one's read and its batch:
+// the exclusive create fails, nothing is half-applied, and the second
+// attempt replaces the other's table with this one's: one table, one copy
+// of each chain and rule.
+func TestApplyRace(t *testing.T) {
+	k := &fakeKernel{}
+	mine := mustBuild(t, DefaultConfig())
+	other := DefaultConfig()
+	other.Ports = []uint16{2121}
+	k.beforeBatch = func() {
+		if _, err := Apply(mustBuild(t, other), WithTestDial(k.dial)); err != nil {
+			t.Errorf("the other install: %v", err)
+		}
+	}
+	res, err := Apply(mine, WithTestDial(k.dial))
+	if err != nil || !res.Changed || !res.Replaced {
+		t.Fatalf("Apply racing another install = %+v, %v; want replaced", res, err)
+	}
+	st, err := ReadStatus(mine, WithTestDial(k.dial))
+	if err != nil || !st.Matches || len(k.state.tables) != 1 || len(k.state.chains) != len(mine.Chains) {
+		t.Fatalf("after the race: status %+v, %v; %d tables, %d chains", st, err, len(k.state.tables), len(k.state.chains))
+	}
+}
+
+// A ruleset that changes between every two readings is reported, not acted
+// on.
+func TestApplyGivesUpWhileRulesetChanges(t *testing.T) {
+	k := &fakeKernel{busy: true}
+	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	var e *Error
+	if !errors.Is(err, ErrConcurrent) || !errors.As(err, &e) || e.Op != "install" {
+		t.Fatalf("Apply under constant change: %v, want *Error wrapping ErrConcurrent", err)
+	}
+	if k.writes != 0 || len(k.state.tables) != 0 {
+		t.Fatalf("wrote %d messages while giving up", k.writes)
+	}
+}

@@ -515,3 +515,66 @@ func TestConcurrentInstalls(t *testing.T) {
 	wg.Wait()
 	check(-1)
 }
+
+// TestCoexistence: a firewalld-like inet table with its own drop policy
+// (admitting established and related traffic and the FTP port) and an
+// iptables-nft table live next to ftpnft's. FTP works where both policies
+// allow it, because ftpnft's helper makes the data connections RELATED for
+// the other table too; a failed install and an uninstall leave the other
+// tables byte-identical; without ftpnft the other policy alone blocks
+// passive data connections.
+func TestCoexistence(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 21, files)
+	srv.NftApply(t, `table inet firewalld_like {
+	chain filter_INPUT {
+		type filter hook input priority filter + 10; policy drop;
+		ct state established,related accept
+		iifname "lo" accept
+		icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept
+		tcp dport 21 accept
+	}
+}
+table ip filter {
+	chain INPUT {
+		type filter hook input priority filter; policy accept;
+		ip saddr 198.51.100.7 counter drop
+	}
+}
+`)
+	listForeign := func() string {
+		return srv.MustExec(t, "nft", "-a", "list", "table", "inet", "firewalld_like") +
+			srv.MustExec(t, "nft", "-a", "list", "table", "ip", "filter")
+	}
+	foreign := listForeign()
+
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	mustFetch(t, cli, EPSV, srv.V6, 21, files)
+
+	// A batch the kernel rejects (an unknown helper type) changes nothing,
+	// theirs nor ours.
+	all := srv.MustExec(t, "nft", "-a", "list", "ruleset")
+	broken, err := nft.Build(nft.DefaultConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken.Helpers[0].Type = "no-such-helper"
+	broken.Chains[0].Rules = broken.Chains[0].Rules[:0] // differ, so that a batch is sent
+	if _, err := nft.Apply(broken, nft.WithNetNS(srv.Path)); err == nil {
+		t.Fatal("the kernel accepted an unknown helper type")
+	}
+	if after := srv.MustExec(t, "nft", "-a", "list", "ruleset"); after != all {
+		t.Fatalf("a failed install changed the ruleset:\n--- before\n%s\n--- after\n%s", all, after)
+	}
+
+	mustFtpnft(t, "uninstall", "--netns", srv.Path)
+	if got := listForeign(); got != foreign {
+		t.Fatalf("foreign tables changed:\n--- before\n%s\n--- after\n%s", foreign, got)
+	}
+	// Negative control: their policy alone admits the control connection
+	// but not the data connection, which nothing marks RELATED.
+	mustBlock(t, cli, PASV, srv.V4, 21)
+}

@@ -84,8 +84,8 @@ func TestSourceAllowlist(t *testing.T) {
 	// now: Linux would prefer the newer IPv6 address as source.)
 	cli.MustExec(t, "ip", "addr", "add", "192.0.2.3/24", "dev", "eth-srv")
 	cli.MustExec(t, "ip", "addr", "add", "2001:db8:f7::3/64", "dev", "eth-srv", "nodad")
-	for _, other := range []string{"192.0.2.3", "2001:db8:f7::3"} {
-		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", other, "ftp://"+hostOf(srv, other)+"/")
+	for other, to := range map[string]netip.Addr{"192.0.2.3": srv.V4, "2001:db8:f7::3": srv.V6} {
+		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", other, URL(to, 21, "/"))
 		if err == nil {
 			t.Errorf("control connection from excluded source %s succeeded", other)
 		} else {
@@ -96,14 +96,6 @@ func TestSourceAllowlist(t *testing.T) {
 	if !st.Matches || len(st.Sources) != 10002 || counts["ftp-control: source not allowed ipv4"] == 0 || counts["ftp-control: source not allowed ipv6"] == 0 {
 		t.Fatalf("status: matches %v, %d sources, counters %v", st.Matches, len(st.Sources), counts)
 	}
-}
-
-// hostOf returns srv's address of the family of other, as a URL host.
-func hostOf(srv *Host, other string) string {
-	if strings.Contains(other, ":") {
-		return "[" + srv.V6.String() + "]"
-	}
-	return srv.V4.String()
 }
 
 // TestConnLimit: a third concurrent control connection over a limit of two

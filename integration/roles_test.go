@@ -53,7 +53,8 @@ type target struct {
 }
 
 // targets are the IPv4 and IPv6 addresses (v4, v6) with the modes clients
-// can use on each (see families).
+// can use on each: PASV and PORT carry IPv4 addresses only (RFC 959); over
+// IPv6 clients use EPSV and EPRT (RFC 2428).
 func targets(v4, v6 netip.Addr) []target {
 	return []target{
 		{"ipv4", v4, []Mode{PASV, EPSV, PORT, EPRT}},

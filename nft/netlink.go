@@ -582,8 +582,7 @@ func shapeOf(r *nftables.Rule) shape {
 			switch {
 			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && len(eq) == 2:
 				sh.dport = binary.BigEndian.Uint16(eq)
-			case e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 16 && len(eq) == 4,
-				e.Base == expr.PayloadBaseNetworkHeader && e.Offset == 24 && len(eq) == 16:
+			case *e == *addrPayload(false, dst) && len(eq) == 4, *e == *addrPayload(true, dst) && len(eq) == 16:
 				sh.daddr, _ = netip.AddrFromSlice(eq)
 			}
 		case *expr.Meta:

@@ -123,6 +123,9 @@ const (
 // addresses are tracked per family at once.
 const dynamicSetSize = 65535
 
+// families are IPv4 (false) and IPv6 (true), for rules made once per family.
+var families = []bool{false, true}
+
 func setName(base string, v6 bool) string {
 	if v6 {
 		return base + "6"
@@ -300,7 +303,7 @@ func passiveRules(c Config) []Rule {
 		return []Rule{rule(comment, r, ctState{stateNew}, counter{}, accept)}
 	}
 	var rules []Rule
-	for _, v6 := range []bool{false, true} {
+	for _, v6 := range families {
 		rules = append(rules, rule(comment+" "+familyOf(v6).name,
 			saddrIn{v6: v6, set: setName(setSources, v6)}, r, ctState{stateNew}, counter{}, accept))
 	}
@@ -315,7 +318,6 @@ func passiveRules(c Config) []Rule {
 func controlChecks(c Config) ([]Set, *Chain) {
 	var sets []Set
 	ch := &Chain{Name: controlChain}
-	families := []bool{false, true}
 	if len(c.Sources) > 0 {
 		for _, v6 := range families {
 			var fam []netip.Prefix
@@ -334,6 +336,8 @@ func controlChecks(c Config) ([]Set, *Chain) {
 		for _, v6 := range families {
 			name := setName(setConn, v6)
 			sets = append(sets, Set{Name: name, V6: v6, Dynamic: true, Size: dynamicSetSize})
+			// "reject with tcp reset" needs to know the packet is TCP: nft
+			// adds "meta l4proto tcp" to such a rule itself; so do we.
 			ch.Rules = append(ch.Rules, rule(fmt.Sprintf("over %d connections per source %s", c.MaxConnPerSource, familyOf(v6).name),
 				l4proto{"tcp"}, connLimit{v6, name, c.MaxConnPerSource}, counter{}, rejectReset{}))
 		}
@@ -347,9 +351,6 @@ func controlChecks(c Config) ([]Set, *Chain) {
 		}
 	}
 	ch.Rules = append(ch.Rules, rule("ftp control accepted", counter{}, accept))
-	// "reject with tcp reset" needs to know the packet is TCP: nft adds
-	// "meta l4proto tcp" to such a rule itself, and so does connLimit's
-	// rule above.
 	return sets, ch
 }
 

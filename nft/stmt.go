@@ -125,14 +125,31 @@ type daddr struct{ addr netip.Addr }
 
 func (s daddr) text() string { return familyOf(s.addr.Is6()).payload + " daddr " + s.addr.String() }
 func (s daddr) exprs() []expr.Any {
-	offset, length := uint32(16), uint32(4) // struct iphdr daddr
-	if s.addr.Is6() {
-		offset, length = 24, 16 // struct ipv6hdr daddr
-	}
-	return append(nfproto{s.addr.Is6()}.exprs(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length},
+	v6 := s.addr.Is6()
+	return append(nfproto{v6}.exprs(), addrPayload(v6, dst),
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: s.addr.AsSlice()},
 	)
+}
+
+// The two addresses of an IP header.
+const (
+	src = false
+	dst = true
+)
+
+// addrPayload loads the source (dest false, src) or destination (dest true,
+// dst) address of an IPv4 or IPv6 header into register 1.
+func addrPayload(v6, dest bool) *expr.Payload {
+	p := &expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4} // struct iphdr saddr
+	switch {
+	case v6 && dest:
+		p.Offset, p.Len = 24, 16 // struct ipv6hdr daddr
+	case v6:
+		p.Offset, p.Len = 8, 16 // struct ipv6hdr saddr
+	case dest:
+		p.Offset = 16 // struct iphdr daddr
+	}
+	return p
 }
 
 // rtnLocal is the kernel's RTN_LOCAL route type.
@@ -278,12 +295,7 @@ func (s dportRange) exprs() []expr.Any {
 // saddrLoad loads the source address into register 1: "ip saddr" or "ip6
 // saddr", with the nfproto dependency nft adds in the inet family.
 func saddrLoad(v6 bool) []expr.Any {
-	offset, length := uint32(12), uint32(4) // struct iphdr saddr
-	if v6 {
-		offset, length = 8, 16 // struct ipv6hdr saddr
-	}
-	return append(nfproto{v6}.exprs(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: offset, Len: length})
+	return append(nfproto{v6}.exprs(), addrPayload(v6, src))
 }
 
 // saddrIn matches sources inside a named set, "ip saddr @set", or with
@@ -315,13 +327,12 @@ func sourceKey(v6 bool) (text string, exprs []expr.Any) {
 	if !v6 {
 		return "ip saddr", saddrLoad(false)
 	}
-	mask := netip.PrefixFrom(netip.IPv6Unspecified(), 0).Addr().AsSlice()
-	for i := 0; i < v6SourcePrefix/8; i++ {
+	var mask [16]byte
+	for i := range v6SourcePrefix / 8 {
 		mask[i] = 0xff
 	}
-	m, _ := netip.AddrFromSlice(mask)
-	return "ip6 saddr & " + m.String(), append(saddrLoad(true),
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask, Xor: make([]byte, 16)})
+	return "ip6 saddr & " + netip.AddrFrom16(mask).String(), append(saddrLoad(true),
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 16, Mask: mask[:], Xor: make([]byte, 16)})
 }
 
 // connLimit matches when the source already has more than n connections

@@ -3,6 +3,7 @@ package nft
 import (
 	"cmp"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strings"
@@ -67,13 +68,21 @@ func (r *AddrRange) UnmarshalText(b []byte) error {
 	return nil
 }
 
-// prefix returns r as a prefix, if it is exactly one.
+// prefix returns r as a prefix, if it is exactly one: the only candidate
+// is the prefix of the bits From and To share.
 func (r AddrRange) prefix() (netip.Prefix, bool) {
-	for bits := 0; bits <= r.From.BitLen(); bits++ {
-		p := netip.PrefixFrom(r.From, bits)
-		if p.Masked() == p && lastAddr(p) == r.To {
-			return p, true
+	from, to := r.From.AsSlice(), r.To.AsSlice()
+	shared := 0
+	for i := range from {
+		if x := from[i] ^ to[i]; x != 0 {
+			shared += bits.LeadingZeros8(x)
+			break
 		}
+		shared += 8
+	}
+	p := netip.PrefixFrom(r.From, shared)
+	if p.Masked() == p && lastAddr(p) == r.To {
+		return p, true
 	}
 	return netip.Prefix{}, false
 }

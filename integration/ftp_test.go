@@ -337,23 +337,36 @@ func TestLibrary(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// A kernel-side failure in the middle of the batch: the ruleset is
-	// byte-identical afterwards, handles included.
+	// Kernel-side failures in the middle of the batch: the ruleset is
+	// byte-identical afterwards, handles included, and the error names the
+	// message the kernel rejected.
 	before := srv.MustExec(t, "nft", "-a", "list", "ruleset")
 	other := nft.DefaultConfig()
 	other.Ports = []uint16{21, 2121}
-	broken, err := nft.Build(other)
-	if err != nil {
-		t.Fatal(err)
-	}
-	broken.Helpers[0].Type = "no-such-helper"
-	_, err = nft.Apply(broken, nft.WithNetNS(srv.Path))
-	var nerr *nft.Error
-	if !errors.As(err, &nerr) || nerr.Op != "install" {
-		t.Fatalf("Apply of a broken ruleset: %v, want *nft.Error for install", err)
-	}
-	if after := srv.MustExec(t, "nft", "-a", "list", "ruleset"); after != before {
-		t.Fatalf("failed batch changed the ruleset:\n--- before\n%s\n--- after\n%s", before, after)
+	for _, tc := range []struct {
+		name  string
+		spoil func(*nft.Ruleset)
+		step  string // what the error must name
+	}{
+		{"unknown helper type", func(rs *nft.Ruleset) { rs.Helpers[0].Type = "no-such-helper" },
+			"add object " + rs.Helpers[0].Name},
+		{"rule refers to a missing helper object", func(rs *nft.Ruleset) { rs.Helpers = nil },
+			`add rule to chain prerouting (comment "ftpnft: `},
+	} {
+		broken, err := nft.Build(other)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tc.spoil(broken)
+		_, err = nft.Apply(broken, nft.WithNetNS(srv.Path))
+		var nerr *nft.Error
+		if !errors.As(err, &nerr) || nerr.Op != "install" || !strings.Contains(nerr.Step, tc.step) {
+			t.Fatalf("%s: Apply = %v, want *nft.Error for install naming %q", tc.name, err, tc.step)
+		}
+		t.Logf("%s: %v", tc.name, err)
+		if after := srv.MustExec(t, "nft", "-a", "list", "ruleset"); after != before {
+			t.Fatalf("%s: failed batch changed the ruleset:\n--- before\n%s\n--- after\n%s", tc.name, before, after)
+		}
 	}
 
 	st, err := nft.ReadStatus(rs, nft.WithNetNS(srv.Path))
@@ -371,7 +384,7 @@ func TestUnprivileged(t *testing.T) {
 	RequireRoot(t)
 	srv, _ := NewPair(t)
 	before := srv.NftList(t)
-	for _, cmd := range []string{"install", "status", "uninstall"} {
+	for _, cmd := range []string{"install", "status", "uninstall", "expectations"} {
 		c := exec.Command("setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", ftpnftBin, cmd, "--netns", srv.Path)
 		out, err := c.CombinedOutput()
 		var exit *exec.ExitError

@@ -44,14 +44,17 @@
 // nothing. When the kernel already holds exactly the desired table (compared
 // expression by expression, counters aside) Apply sends nothing at all.
 //
-// Apply reads the table between two readings of the ruleset's generation ID
-// (NFT_MSG_GETGEN, sent with github.com/mdlayher/netlink since
-// google/nftables v0.3.0 lacks it) and acts only on a view no other commit
-// interrupted. Its batch creates an absent table exclusively and deletes an
-// existing one before recreating it, so a writer that gets in between makes
-// the batch fail whole (EEXIST, ENOENT) and Apply reads again; after five
-// such attempts it gives up with [ErrConcurrent]. Two racing installs thus
-// end with one of the two rulesets, whole.
+// ftpnft sends its batches itself (google/nftables v0.3.0 only encodes
+// them here) so that two things hold. First, a batch begins with the
+// ruleset generation ID at which the table was read (NFT_MSG_GETGEN, then
+// NFNL_BATCH_GENID, sent with github.com/mdlayher/netlink): the kernel
+// checks it under the lock that serializes all nf_tables transactions and
+// refuses the whole batch when another writer committed in between. Apply
+// and Remove then read again; after five such attempts they give up with
+// [ErrConcurrent]. Two racing installs thus end with one of the two
+// rulesets, whole. Second, the kernel's answer to every message of the
+// batch is read by its sequence number, so a rejected batch is reported
+// with the message that caused it ([Error.Step]).
 //
 // Every rule ftpnft writes carries a comment starting with "ftpnft: ". A
 // table is ftpnft's own when it has rules and all of them carry that
@@ -67,10 +70,20 @@
 // # Errors
 //
 // Kernel and connection failures are returned as *[Error], which names the
-// operation and unwraps to the cause: errors.Is(err, os.ErrPermission) when
-// not privileged, os.ErrNotExist for a missing namespace, and
-// errors.ErrUnsupported when the kernel lacks nf_tables, [ErrNotOwned] for
-// a table of ftpnft's name that ftpnft did not create, and [ErrConcurrent]
-// when the ruleset kept changing underneath. [Hint] turns such an error
-// into advice for a person.
+// operation, the table, the batch message the kernel rejected (Step), and
+// unwraps to the cause, so that callers can test it with errors.Is:
+//
+//	os.ErrPermission       not root / no CAP_NET_ADMIN (EPERM)
+//	os.ErrNotExist         the network namespace does not exist, or the
+//	                       kernel lacks something a message refers to
+//	                       (ENOENT, e.g. the "ftp" ct helper type)
+//	errors.ErrUnsupported  the kernel lacks nf_tables (EPROTONOSUPPORT) or
+//	                       an operation (EOPNOTSUPP)
+//	ErrNotOwned            a table of ftpnft's name that ftpnft did not create
+//	ErrConcurrent          the ruleset kept changing underneath
+//	syscall.Errno          any other kernel errno, e.g. syscall.EINVAL
+//
+// Invalid configuration is reported by [Build] and the Parse functions
+// before any netlink traffic, as plain errors naming the bad value. [Hint]
+// turns an error into advice for a person.
 package nft

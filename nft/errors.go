@@ -28,14 +28,23 @@ var ErrConcurrent = errors.New("the ruleset changed while it was being read (ano
 type Error struct {
 	Op    string // what was being done, e.g. "install"
 	Table string // the table concerned, if any
-	Err   error
+	// Step names the message of the batch that the kernel rejected, e.g.
+	// `batch message 7 of 31, add rule to chain input (comment "ftpnft:
+	// ...")`; empty when the error concerns no single message.
+	Step string
+	Err  error
 }
 
 func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Op)
 	if e.Table != "" {
-		return fmt.Sprintf("%s table inet %s: %v", e.Op, e.Table, e.Err)
+		b.WriteString(" table inet " + e.Table)
 	}
-	return fmt.Sprintf("%s: %v", e.Op, e.Err)
+	if e.Step != "" {
+		b.WriteString(": " + e.Step)
+	}
+	return fmt.Sprintf("%s: %v", b.String(), e.Err)
 }
 
 // Unwrap returns the cause.

@@ -15,11 +15,11 @@ import (
 // when every message succeeded, as the kernel's transactions do.
 type fakeKernel struct {
 	state   fakeState
-	batches int    // batches committed
-	writes  int    // batch messages received, committed or not
-	failOn  uint16 // NFT_MSG_* type to reject with failErr (0, NEWTABLE, cannot be chosen)
+	batches int     // batches committed
+	writes  int     // batch messages received, committed or not
+	failOn  *uint16 // NFT_MSG_* type whose first message is rejected with failErr
 	failErr syscall.Errno
-	gen     uint32 // generation ID: one more for every committed batch
+	gen     uint32 // generation ID minus 1 (the kernel's starts at 1): one more for every committed batch
 	// busy simulates another writer committing all the time: every
 	// generation reading is one higher than the last.
 	busy bool
@@ -46,20 +46,6 @@ func (s fakeState) clone() fakeState {
 func msgType(m netlink.Message) uint16 { return uint16(m.Header.Type) & 0xff }
 func subsys(m netlink.Message) uint16  { return uint16(m.Header.Type) >> 8 }
 func family(m netlink.Message) byte    { return m.Data[0] }
-
-// attr returns the string attribute typ of a nftables message.
-func attr(m netlink.Message, typ uint16) string {
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return ""
-	}
-	for ad.Next() {
-		if ad.Type() == typ {
-			return ad.String()
-		}
-	}
-	return ""
-}
 
 // Attribute numbers shared by the message kinds the fake stores.
 const (
@@ -89,7 +75,7 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		return []netlink.Message{ack(netlink.Message{}, 0)}, nil
 	}
 	if subsys(reqs[0]) == 0 && msgType(reqs[0]) == unix.NFNL_MSG_BATCH_BEGIN {
-		return k.batch(reqs[1 : len(reqs)-1]), nil
+		return k.batch(reqs[0], reqs[1:len(reqs)-1]), nil
 	}
 	req := reqs[0]
 	var found []netlink.Message
@@ -98,7 +84,7 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		if k.busy {
 			k.gen++
 		}
-		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.gen)}})
+		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.gen+1)}})
 		return []netlink.Message{{
 			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN), Sequence: req.Header.Sequence, PID: req.Header.PID},
 			Data:   append([]byte{unix.AF_UNSPEC, 0, 0, 0}, attrs...),
@@ -123,13 +109,13 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		if family(m) != family(req) {
 			continue
 		}
-		if t := attr(req, attrTable); t != "" && attr(m, attrTable) != t {
+		if t := stringAttr(req, attrTable); t != "" && stringAttr(m, attrTable) != t {
 			continue
 		}
-		if c := attr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && attr(m, attrRuleChain) != c {
+		if c := stringAttr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && stringAttr(m, attrRuleChain) != c {
 			continue
 		}
-		if msgType(req) == unix.NFT_MSG_GETSETELEM && attr(m, attrSetName) != attr(req, attrSetName) {
+		if msgType(req) == unix.NFT_MSG_GETSETELEM && stringAttr(m, attrSetName) != stringAttr(req, attrSetName) {
 			continue
 		}
 		m.Header.Flags = netlink.Multi
@@ -141,10 +127,19 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 }
 
 // batch applies msgs to a copy of the state and commits it if all succeed.
-func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
+// As the kernel does, it refuses a batch begun with a generation ID other
+// than the current one, and after a failed message goes on to answer every
+// other message before it aborts.
+func (k *fakeKernel) batch(begin netlink.Message, msgs []netlink.Message) []netlink.Message {
 	if f := k.beforeBatch; f != nil {
 		k.beforeBatch = nil
 		f()
+	}
+	if k.busy {
+		k.gen++
+	}
+	if gen := batchGeneration(begin); gen != 0 && gen != k.gen+1 {
+		return []netlink.Message{ack(begin, unix.ERESTART)}
 	}
 	next := k.state.clone()
 	var acks []netlink.Message
@@ -152,14 +147,13 @@ func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
 	for _, m := range msgs {
 		k.writes++
 		errno := next.apply(m)
-		if k.failOn != 0 && msgType(m) == k.failOn {
+		if k.failOn != nil && msgType(m) == *k.failOn && !failed {
 			errno = k.failErr
 		}
-		acks = append(acks, ack(m, errno))
-		if errno != 0 {
-			failed = true
-			break // the kernel reports the first error and aborts
+		if m.Header.Flags&netlink.Acknowledge != 0 || errno != 0 {
+			acks = append(acks, ack(m, errno))
 		}
+		failed = failed || errno != 0
 	}
 	if !failed {
 		k.state = next
@@ -170,10 +164,10 @@ func (k *fakeKernel) batch(msgs []netlink.Message) []netlink.Message {
 }
 
 func (s *fakeState) apply(m netlink.Message) syscall.Errno {
-	table := attr(m, attrTable)
+	table := stringAttr(m, attrTable)
 	has := func(list []netlink.Message) bool {
 		for _, x := range list {
-			if family(x) == family(m) && attr(x, attrTable) == table {
+			if family(x) == family(m) && stringAttr(x, attrTable) == table {
 				return true
 			}
 		}
@@ -182,7 +176,7 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 	keep := func(list []netlink.Message) []netlink.Message {
 		var out []netlink.Message
 		for _, x := range list {
-			if !(family(x) == family(m) && attr(x, attrTable) == table) {
+			if !(family(x) == family(m) && stringAttr(x, attrTable) == table) {
 				out = append(out, x)
 			}
 		}

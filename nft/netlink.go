@@ -10,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -163,70 +162,74 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 		return Result{}, err
 	}
 	defer release()
-	for attempt := 1; ; attempt++ {
-		res, err := apply(c, rs)
-		if !errors.Is(err, errChanged) {
-			return res, err
+	var res Result
+	err = c.transact("install", rs.Table, func(cur *installed, b *batch) (bool, error) {
+		res = Result{} // a view from an earlier attempt no longer counts
+		if cur != nil && cur.fingerprint == rs.fingerprint() {
+			return false, nil
 		}
-		if attempt == maxAttempts {
-			return Result{}, &Error{Op: "install", Table: rs.Table, Err: ErrConcurrent}
+		table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
+		if cur != nil {
+			b.DelTable(table)
 		}
+		b.AddTable(table)
+		res = Result{Changed: true, Replaced: cur != nil}
+		return true, enqueue(b.Conn, rs, table)
+	})
+	if err != nil {
+		return Result{}, err
 	}
+	return res, nil
 }
 
-// maxAttempts bounds how often Apply reads the ruleset again after it
-// changed underneath.
+// maxAttempts bounds how often a transaction reads the ruleset again after
+// another writer changed it.
 const maxAttempts = 5
 
-// errChanged is apply's signal that another writer got in between.
+// errChanged is commit's signal that another writer got in between.
 var errChanged = errors.New("ruleset changed")
 
-// apply makes one attempt: it reads the table between two generation
-// readings, and builds its batch only from a view no commit interrupted.
-// The batch itself guards the rest of the race: when the table was absent
-// it is created exclusively (another writer's table makes the batch fail
-// with EEXIST), when it existed it is deleted first (a table removed in the
-// meantime makes it fail with ENOENT). Both failures change nothing and
-// lead to another attempt.
-func apply(c *conn, rs *Ruleset) (Result, error) {
-	before, err := c.generation()
-	if err != nil {
-		return Result{}, err
-	}
-	cur, err := read(c.Conn, rs.Table)
-	if err != nil {
-		return Result{}, err
-	}
-	if after, err := c.generation(); err != nil {
-		return Result{}, err
-	} else if after != before {
-		return Result{}, errChanged
-	}
-	if cur != nil && !cur.Owned {
-		return Result{}, &Error{Op: "install", Table: rs.Table, Err: ErrNotOwned}
-	}
-	if cur != nil && cur.fingerprint == rs.fingerprint() {
-		return Result{}, nil
-	}
-
-	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
-	if cur != nil {
-		c.DelTable(table)
-		c.AddTable(table)
-	} else {
-		c.CreateTable(table)
-	}
-	if err := enqueue(c.Conn, rs, table); err != nil {
-		return Result{}, &Error{Op: "install", Table: rs.Table, Err: err}
-	}
-	if err := c.Flush(); err != nil {
-		err = classify(err)
-		if errors.Is(err, syscall.EEXIST) || cur != nil && errors.Is(err, syscall.ENOENT) {
-			return Result{}, errChanged
+// transact reads table at the ruleset's current generation, lets plan queue
+// the changes on a batch (or decide that none are needed), and commits the
+// batch only if the ruleset is still at that generation. When another writer
+// committed in between, the kernel refuses the whole batch and transact reads
+// again; after maxAttempts it gives up with ErrConcurrent. A table that
+// ftpnft did not create is never planned for.
+func (c *conn) transact(op, table string, plan func(cur *installed, b *batch) (send bool, err error)) error {
+	for attempt := 1; ; attempt++ {
+		gen, err := c.generation()
+		if err != nil {
+			return err
 		}
-		return Result{}, &Error{Op: "install", Table: rs.Table, Err: err}
+		cur, err := read(c.Conn, table)
+		if err != nil {
+			return err
+		}
+		if cur != nil && !cur.Owned {
+			return &Error{Op: op, Table: table, Err: ErrNotOwned}
+		}
+		b, err := newBatch()
+		if err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+		send, err := plan(cur, b)
+		if err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+		if !send {
+			return nil
+		}
+		msgs, err := b.messages()
+		if err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+		if err := c.commit(op, table, msgs, gen); !errors.Is(err, errChanged) {
+			return err
+		}
+		if attempt == maxAttempts {
+			return &Error{Op: op, Table: table, Err: ErrConcurrent}
+		}
 	}
-	return Result{Changed: true, Replaced: cur != nil}, nil
 }
 
 // enqueue adds the messages that fill table with rs to c's batch: its
@@ -319,18 +322,17 @@ func Remove(table string, opts ...Option) (removed bool, err error) {
 		return false, err
 	}
 	defer release()
-	cur, err := read(c.Conn, table)
-	if err != nil || cur == nil {
+	err = c.transact("uninstall", table, func(cur *installed, b *batch) (bool, error) {
+		removed = cur != nil
+		if cur != nil {
+			b.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
+		}
+		return removed, nil
+	})
+	if err != nil {
 		return false, err
 	}
-	if !cur.Owned {
-		return false, &Error{Op: "uninstall", Table: table, Err: ErrNotOwned}
-	}
-	c.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
-	if err := c.Flush(); err != nil {
-		return false, &Error{Op: "uninstall", Table: table, Err: classify(err)}
-	}
-	return true, nil
+	return removed, nil
 }
 
 // installed is a table as read back from the kernel.

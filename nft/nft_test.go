@@ -3,6 +3,7 @@ package nft
 import (
 	"errors"
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -318,36 +319,76 @@ func TestApplyIsIdempotent(t *testing.T) {
 }
 
 func TestApplyFailureChangesNothing(t *testing.T) {
-	k := &fakeKernel{}
-	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); err != nil {
-		t.Fatal(err)
-	}
-	before := k.state.clone()
-
 	cfg := DefaultConfig()
 	cfg.Allow = []Service{{"tcp", 22}}
-	k.failOn, k.failErr = unix.NFT_MSG_NEWRULE, syscall.EINVAL
-	_, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial))
-	if err == nil {
-		t.Fatal("Apply succeeded against a kernel that rejects rules")
-	}
-	var e *Error
-	if !errors.As(err, &e) || e.Op != "install" || e.Table != "ftpnft" {
-		t.Fatalf("error %v, want *Error naming install of table ftpnft", err)
-	}
-	if !reflect.DeepEqual(k.state, before) {
-		t.Fatal("a failed batch changed the kernel's state")
+	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+	rs := mustBuild(t, cfg)
+	// The kernel rejects the first message of each kind; the error names
+	// that message by its place in the batch and what it asked for.
+	for _, tc := range []struct {
+		kind uint16
+		want string
+	}{
+		{unix.NFT_MSG_DELTABLE, "batch message 1 of "},
+		{unix.NFT_MSG_NEWTABLE, "batch message 2 of "},
+		{unix.NFT_MSG_NEWOBJ, "add object " + rs.Helpers[0].Name + ": "},
+		{unix.NFT_MSG_NEWSET, "add set ftp-sources4: "},
+		{unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources4: "},
+		{unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
+		{unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},
+	} {
+		k := &fakeKernel{}
+		if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); err != nil {
+			t.Fatal(err)
+		}
+		before := k.state.clone()
+		k.failOn, k.failErr = &tc.kind, syscall.EINVAL
+		_, err := Apply(rs, WithTestDial(k.dial))
+		var e *Error
+		if !errors.As(err, &e) || e.Op != "install" || e.Table != "ftpnft" || !errors.Is(err, syscall.EINVAL) {
+			t.Fatalf("message type %d rejected: %v, want *Error naming install of table ftpnft, wrapping EINVAL", tc.kind, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(e.Step, "batch message ") {
+			t.Errorf("message type %d rejected: %q, want it to name %q", tc.kind, err, tc.want)
+		}
+		if !reflect.DeepEqual(k.state, before) {
+			t.Fatalf("message type %d rejected: a failed batch changed the kernel's state", tc.kind)
+		}
 	}
 }
 
 func TestApplyPermission(t *testing.T) {
-	k := &fakeKernel{failOn: unix.NFT_MSG_NEWCHAIN, failErr: syscall.EPERM}
+	newChain := uint16(unix.NFT_MSG_NEWCHAIN)
+	k := &fakeKernel{failOn: &newChain, failErr: syscall.EPERM}
 	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
 	if !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("Apply error = %v, want errors.Is os.ErrPermission", err)
 	}
 	if Hint(err) == "" {
 		t.Fatal("no hint for a permission error")
+	}
+}
+
+// The error contract of the package doc: whichever message the kernel
+// rejects, errors.Is finds the documented sentinel.
+func TestErrorContract(t *testing.T) {
+	for _, tc := range []struct {
+		errno syscall.Errno
+		want  error
+	}{
+		{syscall.EPERM, os.ErrPermission},
+		{syscall.ENOENT, os.ErrNotExist},
+		{syscall.EOPNOTSUPP, errors.ErrUnsupported},
+		{syscall.EPROTONOSUPPORT, errors.ErrUnsupported},
+		{syscall.EINVAL, syscall.EINVAL},
+	} {
+		newRule := uint16(unix.NFT_MSG_NEWRULE)
+		k := &fakeKernel{failOn: &newRule, failErr: tc.errno}
+		_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+		var e *Error
+		if !errors.Is(err, tc.want) || !errors.As(err, &e) {
+			t.Errorf("kernel answering %v: %v, want *Error and errors.Is %v", tc.errno, err, tc.want)
+		}
 	}
 }
 
@@ -433,9 +474,10 @@ func TestWithoutHelper(t *testing.T) {
 }
 
 // Another ftpnft creates the table between this one's read and its batch:
-// the exclusive create fails, nothing is half-applied, and the second
-// attempt replaces the other's table with this one's: one table, one copy
-// of each chain and rule.
+// the kernel refuses the batch, which was begun at the generation of the
+// read, nothing is half-applied, and the second attempt replaces the
+// other's table with this one's: one table, one copy of each chain and
+// rule.
 func TestApplyRace(t *testing.T) {
 	k := &fakeKernel{}
 	mine := mustBuild(t, DefaultConfig())
@@ -456,8 +498,8 @@ func TestApplyRace(t *testing.T) {
 	}
 }
 
-// A ruleset that changes between every two readings is reported, not acted
-// on.
+// A ruleset that changes between every read and batch is reported, not
+// acted on.
 func TestApplyGivesUpWhileRulesetChanges(t *testing.T) {
 	k := &fakeKernel{busy: true}
 	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))

@@ -1,0 +1,307 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+)
+
+// A batch collects the messages of one nf_tables transaction. Its
+// *nftables.Conn encodes them (AddTable, AddRule, ...) but sends nothing:
+// ftpnft sends the batch itself (see conn.commit), because google/nftables
+// v0.3.0 can neither tie a batch to a ruleset generation nor say which
+// message of a batch the kernel rejected.
+type batch struct {
+	*nftables.Conn
+	msgs []netlink.Message
+}
+
+func newBatch() (*batch, error) {
+	b := &batch{}
+	c, err := nftables.New(nftables.WithTestDial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		if len(reqs) > 2 {
+			b.msgs = reqs[1 : len(reqs)-1] // between BATCH_BEGIN and BATCH_END
+		}
+		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	b.Conn = c
+	return b, nil
+}
+
+// messages returns the queued messages, or the first encoding error.
+func (b *batch) messages() ([]netlink.Message, error) {
+	if err := b.Flush(); err != nil {
+		return nil, err
+	}
+	return b.msgs, nil
+}
+
+// ackTimeout bounds the wait for the kernel's answers to a batch, which
+// normally take milliseconds.
+const ackTimeout = 30 * time.Second
+
+// commit sends msgs as one batch that the kernel applies only while the
+// ruleset is still at generation gen (NFNL_BATCH_GENID: the kernel checks
+// it under the lock that serializes all nf_tables transactions). Another
+// commit since gen makes the kernel refuse the whole batch (ERESTART), and
+// commit returns errChanged. When the kernel rejects a message, the error
+// names it: its position in the batch and what it asked for.
+func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) error {
+	all := make([]netlink.Message, 0, len(msgs)+2)
+	all = append(all, batchMessage(unix.NFNL_MSG_BATCH_BEGIN, gen))
+	for _, m := range msgs {
+		// Rules are queued with NLM_F_ECHO, which makes the kernel send
+		// each one back; ftpnft does not read them.
+		m.Header.Flags &^= unix.NLM_F_ECHO
+		all = append(all, m)
+	}
+	all = append(all, batchMessage(unix.NFNL_MSG_BATCH_END, 0))
+	for i := range all {
+		all[i].Header.Sequence = uint32(i + 1)
+		all[i].Header.PID = 0
+	}
+
+	replies, err := c.exchange(all)
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: classify(err)}
+	}
+	for _, r := range replies {
+		if r.errno == 0 {
+			continue
+		}
+		i := int(r.seq) - 1
+		if i <= 0 || i >= len(all)-1 {
+			// The batch as a whole: a stale generation, no permission,
+			// or a commit that failed after every message was accepted.
+			if r.errno == unix.ERESTART {
+				return errChanged
+			}
+			return &Error{Op: op, Table: table, Err: r.err()}
+		}
+		return &Error{Op: op, Table: table, Step: fmt.Sprintf("batch message %d of %d, %s", i, len(msgs), describe(all[i])), Err: r.err()}
+	}
+	return nil
+}
+
+// exchange sends msgs and returns the kernel's acknowledgements: one per
+// message that asked for one, in the order of the batch, or a single error
+// for the batch as a whole.
+func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
+	want := 0
+	for _, m := range msgs {
+		if m.Header.Flags&netlink.Acknowledge != 0 {
+			want++
+		}
+	}
+	if c.dial != nil {
+		ms, err := c.dial(msgs)
+		if err != nil {
+			return nil, err
+		}
+		return acks(ms, want), nil
+	}
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd})
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	if err := bigBuffers(nc); err != nil {
+		return nil, err
+	}
+	// Errors then carry only the header of the rejected message (its
+	// sequence number is all commit needs), not a copy of all of it.
+	if err := nc.SetOption(netlink.CapAcknowledge, true); err != nil {
+		return nil, err
+	}
+	if err := nc.SetOption(netlink.ExtendedAcknowledge, true); err != nil {
+		return nil, err
+	}
+	if err := nc.SetReadDeadline(time.Now().Add(ackTimeout)); err != nil {
+		return nil, err
+	}
+	if _, err := nc.SendMessages(msgs); err != nil {
+		return nil, err
+	}
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	var got []reply
+	buf := make([]byte, 64<<10)
+	for len(got) < want {
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
+			return rerr != unix.EAGAIN
+		}); err != nil {
+			return nil, err
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+		for _, r := range acks(parseMessages(buf[:n]), want) {
+			got = append(got, r)
+			if r.errno != 0 && r.seq == msgs[0].Header.Sequence {
+				return got, nil // the kernel refused the batch as a whole
+			}
+		}
+	}
+	return got, nil
+}
+
+// reply is the kernel's acknowledgement of one batch message.
+type reply struct {
+	seq   uint32
+	errno syscall.Errno
+	text  string // the kernel's extended acknowledgement message, if any
+}
+
+func (r reply) err() error {
+	if r.text != "" {
+		return fmt.Errorf("%w (kernel: %s)", classify(r.errno), r.text)
+	}
+	return classify(r.errno)
+}
+
+// acks returns the acknowledgements among ms; other messages (echoes,
+// notifications) are skipped.
+func acks(ms []netlink.Message, limit int) []reply {
+	var out []reply
+	for _, m := range ms {
+		if m.Header.Type != netlink.Error || len(m.Data) < 4 || len(out) == limit {
+			continue
+		}
+		r := reply{seq: m.Header.Sequence, errno: syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))}
+		// struct nlmsgerr: the errno, then the rejected message's header
+		// (all of it unless capped), then extended acknowledgement TLVs.
+		off := 4 + 16
+		if m.Header.Flags&netlink.Capped == 0 && len(m.Data) >= off {
+			off = 4 + int(binary.NativeEndian.Uint32(m.Data[4:]))
+		}
+		if m.Header.Flags&netlink.AcknowledgeTLVs != 0 && off <= len(m.Data) {
+			if ad, err := netlink.NewAttributeDecoder(m.Data[off:]); err == nil {
+				for ad.Next() {
+					if ad.Type() == unix.NLMSGERR_ATTR_MSG {
+						r.text = ad.String()
+					}
+				}
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// parseMessages splits one datagram from a netlink socket into messages.
+func parseMessages(b []byte) []netlink.Message {
+	var out []netlink.Message
+	for len(b) >= unix.NLMSG_HDRLEN {
+		l := int(binary.NativeEndian.Uint32(b))
+		if l < unix.NLMSG_HDRLEN || l > len(b) {
+			break
+		}
+		out = append(out, netlink.Message{
+			Header: netlink.Header{
+				Length:   uint32(l),
+				Type:     netlink.HeaderType(binary.NativeEndian.Uint16(b[4:])),
+				Flags:    netlink.HeaderFlags(binary.NativeEndian.Uint16(b[6:])),
+				Sequence: binary.NativeEndian.Uint32(b[8:]),
+				PID:      binary.NativeEndian.Uint32(b[12:]),
+			},
+			Data: b[unix.NLMSG_HDRLEN:l],
+		})
+		b = b[min(nlmsgAlign(l), len(b)):]
+	}
+	return out
+}
+
+func nlmsgAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// batchMessage is NFNL_MSG_BATCH_BEGIN or _END for nf_tables; a begin with a
+// non-zero gen carries it as NFNL_BATCH_GENID.
+func batchMessage(typ uint16, gen uint32) netlink.Message {
+	data := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0}
+	data = binary.BigEndian.AppendUint16(data, unix.NFNL_SUBSYS_NFTABLES)
+	if gen != 0 {
+		data = append(data, nltest.MustMarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFNL_BATCH_GENID, Data: binary.BigEndian.AppendUint32(nil, gen)},
+		})...)
+	}
+	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request}, Data: data}
+}
+
+// batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
+func batchGeneration(m netlink.Message) uint32 {
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return 0
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFNL_BATCH_GENID {
+			return ad.Uint32()
+		}
+	}
+	return 0
+}
+
+// stringAttr returns the string attribute typ of an nf_tables message.
+func stringAttr(m netlink.Message, typ uint16) string {
+	if len(m.Data) < 4 {
+		return ""
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return ""
+	}
+	for ad.Next() {
+		if ad.Type() == typ {
+			return ad.String()
+		}
+	}
+	return ""
+}
+
+// describe says what a batch message asks of the kernel, in nft's words.
+func describe(m netlink.Message) string {
+	switch uint16(m.Header.Type) & 0xff {
+	case unix.NFT_MSG_NEWTABLE:
+		return "add table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+	case unix.NFT_MSG_DELTABLE:
+		return "delete table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+	case unix.NFT_MSG_NEWOBJ:
+		return "add object " + stringAttr(m, unix.NFTA_OBJ_NAME)
+	case unix.NFT_MSG_NEWSET:
+		return "add set " + stringAttr(m, unix.NFTA_SET_NAME)
+	case unix.NFT_MSG_NEWSETELEM:
+		return "add elements to set " + stringAttr(m, unix.NFTA_SET_ELEM_LIST_SET)
+	case unix.NFT_MSG_NEWCHAIN:
+		return "add chain " + stringAttr(m, unix.NFTA_CHAIN_NAME)
+	case unix.NFT_MSG_NEWRULE:
+		s := "add rule to chain " + stringAttr(m, unix.NFTA_RULE_CHAIN)
+		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+		if err == nil {
+			for ad.Next() {
+				if ad.Type() == unix.NFTA_RULE_USERDATA {
+					if c, ok := userdata.GetString(ad.Bytes(), userdata.TypeComment); ok {
+						s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
+					}
+				}
+			}
+		}
+		return s
+	}
+	return fmt.Sprintf("message type %d", uint16(m.Header.Type)&0xff)
+}

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/mdlayher/netlink"
@@ -210,4 +212,23 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The error contract of the package doc: errors.Is finds the cause.
+func TestErrors(t *testing.T) {
+	if _, err := List(WithNetNS(filepath.Join(t.TempDir(), "nope"))); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("List in a missing namespace: %v, want os.ErrNotExist", err)
+	}
+	for _, tc := range []struct {
+		errno syscall.Errno
+		want  error
+	}{
+		{syscall.EPERM, os.ErrPermission},
+		{syscall.EPROTONOSUPPORT, errors.ErrUnsupported},
+	} {
+		err := dialError(&netlink.OpError{Op: "dial", Err: os.NewSyscallError("socket", tc.errno)})
+		if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
+			t.Errorf("dial failing with %v: %v, want errors.Is %v", tc.errno, err, tc.want)
+		}
+	}
 }

@@ -25,4 +25,12 @@
 // netlink sockets are created there, the calling thread never moves. When a
 // watched namespace's path disappears (ip netns del), Watch ends with an
 // error wrapping [ErrNetNSGone].
+//
+// # Errors
+//
+// Errors wrap their cause, so callers can test them with errors.Is:
+// os.ErrPermission without CAP_NET_ADMIN, os.ErrNotExist for a namespace
+// path that does not exist, errors.ErrUnsupported for a kernel without
+// conntrack's netlink interface, and [ErrNetNSGone] for a watched
+// namespace that was deleted.
 package conntrack

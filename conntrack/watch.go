@@ -113,9 +113,19 @@ func (n *namespace) dial() (*ct.Conn, error) {
 	}
 	c, err := ct.Dial(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("connect to conntrack: %w", err)
+		return nil, dialError(err)
 	}
 	return c, nil
+}
+
+// dialError says that connecting failed. A kernel without conntrack's
+// netlink interface (EPROTONOSUPPORT) is reported as errors.ErrUnsupported
+// too, as the nft package does.
+func dialError(err error) error {
+	if errors.Is(err, syscall.EPROTONOSUPPORT) {
+		return fmt.Errorf("connect to conntrack: %w (%w)", err, errors.ErrUnsupported)
+	}
+	return fmt.Errorf("connect to conntrack: %w", err)
 }
 
 // List returns the live expectations of the namespace, of helper "ftp"

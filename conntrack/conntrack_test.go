@@ -225,10 +225,11 @@ func TestErrors(t *testing.T) {
 	}{
 		{syscall.EPERM, os.ErrPermission},
 		{syscall.EPROTONOSUPPORT, errors.ErrUnsupported},
+		{syscall.EINVAL, errors.ErrUnsupported},
 	} {
-		err := dialError(&netlink.OpError{Op: "dial", Err: os.NewSyscallError("socket", tc.errno)})
+		err := unsupported(&netlink.OpError{Op: "receive", Err: tc.errno})
 		if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
-			t.Errorf("dial failing with %v: %v, want errors.Is %v", tc.errno, err, tc.want)
+			t.Errorf("kernel answering %v: %v, want errors.Is %v", tc.errno, err, tc.want)
 		}
 	}
 }

@@ -30,7 +30,7 @@
 //
 // Errors wrap their cause, so callers can test them with errors.Is:
 // os.ErrPermission without CAP_NET_ADMIN, os.ErrNotExist for a namespace
-// path that does not exist, errors.ErrUnsupported for a kernel without
-// conntrack's netlink interface, and [ErrNetNSGone] for a watched
-// namespace that was deleted.
+// path that does not exist, errors.ErrUnsupported when [List] or [Watch]
+// (which lists first) finds a kernel without conntrack's netlink interface,
+// and [ErrNetNSGone] for a watched namespace that was deleted.
 package conntrack

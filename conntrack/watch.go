@@ -113,19 +113,20 @@ func (n *namespace) dial() (*ct.Conn, error) {
 	}
 	c, err := ct.Dial(cfg)
 	if err != nil {
-		return nil, dialError(err)
+		return nil, fmt.Errorf("connect to conntrack: %w", unsupported(err))
 	}
 	return c, nil
 }
 
-// dialError says that connecting failed. A kernel without conntrack's
-// netlink interface (EPROTONOSUPPORT) is reported as errors.ErrUnsupported
-// too, as the nft package does.
-func dialError(err error) error {
-	if errors.Is(err, syscall.EPROTONOSUPPORT) {
-		return fmt.Errorf("connect to conntrack: %w (%w)", err, errors.ErrUnsupported)
+// unsupported marks the errors of a kernel without conntrack's netlink
+// interface as errors.ErrUnsupported too, as the nft package does: no
+// nfnetlink at all fails the socket with EPROTONOSUPPORT, and nfnetlink
+// without ctnetlink answers a well-formed dump with EINVAL.
+func unsupported(err error) error {
+	if errors.Is(err, syscall.EPROTONOSUPPORT) || errors.Is(err, syscall.EINVAL) {
+		return fmt.Errorf("%w (%w: the kernel lacks conntrack's netlink interface, CONFIG_NF_CT_NETLINK)", err, errors.ErrUnsupported)
 	}
-	return fmt.Errorf("connect to conntrack: %w", err)
+	return err
 }
 
 // List returns the live expectations of the namespace, of helper "ftp"
@@ -149,7 +150,7 @@ func List(opts ...Option) ([]Expectation, error) {
 func list(c *ct.Conn, helper string) ([]Expectation, error) {
 	xs, err := c.DumpExpect()
 	if err != nil {
-		return nil, fmt.Errorf("list expectations: %w", err)
+		return nil, fmt.Errorf("list expectations: %w", unsupported(err))
 	}
 	out := []Expectation{}
 	for _, x := range xs {

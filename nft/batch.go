@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
@@ -47,10 +46,6 @@ func (b *batch) messages() ([]netlink.Message, error) {
 	return b.msgs, nil
 }
 
-// ackTimeout bounds the wait for the kernel's answers to a batch, which
-// normally take milliseconds.
-const ackTimeout = 30 * time.Second
-
 // commit sends msgs as one batch that the kernel applies only while the
 // ruleset is still at generation gen (NFNL_BATCH_GENID: the kernel checks
 // it under the lock that serializes all nf_tables transactions). Another
@@ -60,10 +55,14 @@ const ackTimeout = 30 * time.Second
 func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) error {
 	all := make([]netlink.Message, 0, len(msgs)+2)
 	all = append(all, batchMessage(unix.NFNL_MSG_BATCH_BEGIN, gen))
+	want := 0 // answers expected: one per message that asks for an ack
 	for _, m := range msgs {
 		// Rules are queued with NLM_F_ECHO, which makes the kernel send
 		// each one back; ftpnft does not read them.
 		m.Header.Flags &^= unix.NLM_F_ECHO
+		if m.Header.Flags&netlink.Acknowledge != 0 {
+			want++
+		}
 		all = append(all, m)
 	}
 	all = append(all, batchMessage(unix.NFNL_MSG_BATCH_END, 0))
@@ -76,40 +75,35 @@ func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) erro
 	if err != nil {
 		return &Error{Op: op, Table: table, Err: classify(err)}
 	}
-	for _, r := range replies {
-		if r.errno == 0 {
-			continue
+	var failed *reply // the first error, in batch order
+	answers := map[uint32]int{}
+	for i, r := range replies {
+		answers[r.seq]++
+		if r.errno != 0 && (failed == nil || r.seq < failed.seq) {
+			failed = &replies[i]
 		}
-		i := int(r.seq) - 1
-		if i <= 0 || i >= len(all)-1 {
-			// The batch as a whole: a stale generation, no permission,
-			// or a commit that failed after every message was accepted.
-			if r.errno == unix.ERESTART {
-				return errChanged
-			}
-			return &Error{Op: op, Table: table, Err: r.err()}
-		}
-		return &Error{Op: op, Table: table, Step: fmt.Sprintf("batch message %d of %d, %s", i, len(msgs), describe(all[i])), Err: r.err()}
 	}
-	return nil
+	switch {
+	case failed == nil:
+		return nil
+	case failed.errno == unix.ERESTART:
+		return errChanged
+	case failed.seq <= 1 || int(failed.seq) >= len(all) || len(replies) != want || answers[failed.seq] > 1:
+		// Not one message's fault: the batch as a whole was refused (no
+		// permission, no memory, a failed commit). The kernel then
+		// answers with the batch's first header, or answers a message
+		// twice, or not every message.
+		return &Error{Op: op, Table: table, Err: fmt.Errorf("batch of %d messages: %w", len(msgs), failed.err())}
+	}
+	i := int(failed.seq) - 1
+	return &Error{Op: op, Table: table, Step: fmt.Sprintf("batch message %d of %d, %s", i, len(msgs), describe(all[i])), Err: failed.err()}
 }
 
-// exchange sends msgs and returns the kernel's acknowledgements: one per
-// message that asked for one, in the order of the batch, or a single error
-// for the batch as a whole.
+// exchange sends a batch and returns the kernel's answers.
 func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
-	want := 0
-	for _, m := range msgs {
-		if m.Header.Flags&netlink.Acknowledge != 0 {
-			want++
-		}
-	}
 	if c.dial != nil {
 		ms, err := c.dial(msgs)
-		if err != nil {
-			return nil, err
-		}
-		return acks(ms, want), nil
+		return acks(ms), err
 	}
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd})
 	if err != nil {
@@ -127,38 +121,36 @@ func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
 	if err := nc.SetOption(netlink.ExtendedAcknowledge, true); err != nil {
 		return nil, err
 	}
-	if err := nc.SetReadDeadline(time.Now().Add(ackTimeout)); err != nil {
-		return nil, err
-	}
 	if _, err := nc.SendMessages(msgs); err != nil {
 		return nil, err
 	}
+	// The kernel handles a batch inside sendmsg: when that returns, every
+	// answer is queued. Read them all without waiting, as nft does.
 	rc, err := nc.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
 	var got []reply
 	buf := make([]byte, 64<<10)
-	for len(got) < want {
+	for {
 		var n int
 		var rerr error
 		if err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, 0)
-			return rerr != unix.EAGAIN
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return true
 		}); err != nil {
 			return nil, err
 		}
-		if rerr != nil {
+		switch {
+		case rerr == unix.EAGAIN:
+			return got, nil
+		case rerr == unix.ENOBUFS:
+			return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", rerr)
+		case rerr != nil:
 			return nil, rerr
 		}
-		for _, r := range acks(parseMessages(buf[:n]), want) {
-			got = append(got, r)
-			if r.errno != 0 && r.seq == msgs[0].Header.Sequence {
-				return got, nil // the kernel refused the batch as a whole
-			}
-		}
+		got = append(got, acks(parseMessages(buf[:n]))...)
 	}
-	return got, nil
 }
 
 // reply is the kernel's acknowledgement of one batch message.
@@ -177,18 +169,19 @@ func (r reply) err() error {
 
 // acks returns the acknowledgements among ms; other messages (echoes,
 // notifications) are skipped.
-func acks(ms []netlink.Message, limit int) []reply {
+func acks(ms []netlink.Message) []reply {
 	var out []reply
 	for _, m := range ms {
-		if m.Header.Type != netlink.Error || len(m.Data) < 4 || len(out) == limit {
+		if m.Header.Type != netlink.Error || len(m.Data) < 4 {
 			continue
 		}
 		r := reply{seq: m.Header.Sequence, errno: syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))}
 		// struct nlmsgerr: the errno, then the rejected message's header
-		// (all of it unless capped), then extended acknowledgement TLVs.
-		off := 4 + 16
+		// (all of the message unless capped), then extended
+		// acknowledgement TLVs.
+		off := 4 + unix.NLMSG_HDRLEN
 		if m.Header.Flags&netlink.Capped == 0 && len(m.Data) >= off {
-			off = 4 + int(binary.NativeEndian.Uint32(m.Data[4:]))
+			off = 4 + nlmsgAlign(int(binary.NativeEndian.Uint32(m.Data[4:])))
 		}
 		if m.Header.Flags&netlink.AcknowledgeTLVs != 0 && off <= len(m.Data) {
 			if ad, err := netlink.NewAttributeDecoder(m.Data[off:]); err == nil {

@@ -77,8 +77,8 @@
 //	os.ErrNotExist         the network namespace does not exist, or the
 //	                       kernel lacks something a message refers to
 //	                       (ENOENT, e.g. the "ftp" ct helper type)
-//	errors.ErrUnsupported  the kernel lacks nf_tables (EPROTONOSUPPORT) or
-//	                       an operation (EOPNOTSUPP)
+//	errors.ErrUnsupported  the kernel lacks nf_tables or an operation
+//	                       (EOPNOTSUPP)
 //	ErrNotOwned            a table of ftpnft's name that ftpnft did not create
 //	ErrConcurrent          the ruleset kept changing underneath
 //	syscall.Errno          any other kernel errno, e.g. syscall.EINVAL

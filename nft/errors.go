@@ -21,10 +21,13 @@ var ErrConcurrent = errors.New("the ruleset changed while it was being read (ano
 // Error is an error from the kernel or the netlink connection, with the
 // operation that failed. Unwrap yields the cause, so callers can test
 //
-//	errors.Is(err, os.ErrPermission)    // not root / no CAP_NET_ADMIN
-//	errors.Is(err, os.ErrNotExist)      // network namespace not found
-//	errors.Is(err, errors.ErrUnsupported) // kernel lacks nf_tables or the ftp helper
-//	errors.Is(err, ErrNotOwned)         // a foreign table has ftpnft's name
+//	errors.Is(err, os.ErrPermission)      // not root / no CAP_NET_ADMIN
+//	errors.Is(err, os.ErrNotExist)        // no such namespace, or the kernel lacks what a message refers to
+//	errors.Is(err, errors.ErrUnsupported) // kernel lacks nf_tables or an operation
+//	errors.Is(err, ErrNotOwned)           // a foreign table has ftpnft's name
+//	errors.Is(err, ErrConcurrent)         // the ruleset kept changing underneath
+//
+// and any other errno, such as syscall.EINVAL.
 type Error struct {
 	Op    string // what was being done, e.g. "install"
 	Table string // the table concerned, if any

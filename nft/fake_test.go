@@ -6,6 +6,7 @@ import (
 	"syscall"
 
 	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,18 +15,29 @@ import (
 // dumps with them, and applies a batch to a copy that replaces the state only
 // when every message succeeded, as the kernel's transactions do.
 type fakeKernel struct {
-	state   fakeState
-	batches int     // batches committed
-	writes  int     // batch messages received, committed or not
-	failOn  *uint16 // NFT_MSG_* type whose first message is rejected with failErr
-	failErr syscall.Errno
-	gen     uint32 // generation ID minus 1 (the kernel's starts at 1): one more for every committed batch
+	state    fakeState
+	batches  int     // batches committed
+	writes   int     // batch messages received, committed or not
+	failOn   *uint16 // NFT_MSG_* type whose first message is rejected with failErr
+	failErr  syscall.Errno
+	failText string // extended acknowledgement text with failErr
+	// commitErr fails a batch whose messages all succeeded, as a failed
+	// commit does: an error with the first message's header, then an ack
+	// for every message.
+	commitErr syscall.Errno
+	// resetErr fails a batch with a single error and no other answer, as
+	// the kernel does when it runs out of memory for its answers.
+	resetErr syscall.Errno
+	gen      uint32 // generation ID minus 1 (the kernel's starts at 1): one more for every committed batch
 	// busy simulates another writer committing all the time: every
 	// generation reading is one higher than the last.
 	busy bool
 	// beforeBatch, when set, runs once before the next batch is applied:
 	// another writer getting in between ftpnft's read and its batch.
 	beforeBatch func()
+	// midRead, when set, runs once when ftpnft lists chains: another writer
+	// committing while ftpnft reads its table.
+	midRead func()
 }
 
 type fakeState struct {
@@ -55,17 +67,23 @@ const (
 	attrChainName = unix.NFTA_CHAIN_NAME
 )
 
-func ack(req netlink.Message, errno syscall.Errno) netlink.Message {
+// ack is the kernel's answer to req on a socket with NETLINK_CAP_ACK and
+// NETLINK_EXT_ACK: the errno, req's header, and text as NLMSGERR_ATTR_MSG.
+func ack(req netlink.Message, errno syscall.Errno, text ...string) netlink.Message {
 	data := binary.NativeEndian.AppendUint32(nil, uint32(-int32(errno)))
-	hdr := make([]byte, 16)
-	binary.NativeEndian.PutUint32(hdr[0:], req.Header.Length)
-	binary.NativeEndian.PutUint16(hdr[4:], uint16(req.Header.Type))
-	binary.NativeEndian.PutUint16(hdr[6:], uint16(req.Header.Flags))
-	binary.NativeEndian.PutUint32(hdr[8:], req.Header.Sequence)
-	binary.NativeEndian.PutUint32(hdr[12:], req.Header.PID)
+	data = binary.NativeEndian.AppendUint32(data, req.Header.Length)
+	data = binary.NativeEndian.AppendUint16(data, uint16(req.Header.Type))
+	data = binary.NativeEndian.AppendUint16(data, uint16(req.Header.Flags))
+	data = binary.NativeEndian.AppendUint32(data, req.Header.Sequence)
+	data = binary.NativeEndian.AppendUint32(data, req.Header.PID)
+	flags := netlink.Capped
+	if len(text) > 0 {
+		flags |= netlink.AcknowledgeTLVs
+		data = append(data, nltest.MustMarshalAttributes([]netlink.Attribute{{Type: unix.NLMSGERR_ATTR_MSG, Data: append([]byte(text[0]), 0)}})...)
+	}
 	return netlink.Message{
-		Header: netlink.Header{Type: netlink.Error, Sequence: req.Header.Sequence, PID: req.Header.PID},
-		Data:   append(data, hdr...),
+		Header: netlink.Header{Type: netlink.Error, Flags: flags, Sequence: req.Header.Sequence, PID: req.Header.PID},
+		Data:   data,
 	}
 }
 
@@ -98,6 +116,10 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 	case unix.NFT_MSG_GETSETELEM:
 		found = k.state.elems
 	case unix.NFT_MSG_GETCHAIN:
+		if f := k.midRead; f != nil {
+			k.midRead = nil
+			f()
+		}
 		found = k.state.chains
 	case unix.NFT_MSG_GETRULE:
 		found = k.state.rules
@@ -147,15 +169,24 @@ func (k *fakeKernel) batch(begin netlink.Message, msgs []netlink.Message) []netl
 	for _, m := range msgs {
 		k.writes++
 		errno := next.apply(m)
+		var text []string
 		if k.failOn != nil && msgType(m) == *k.failOn && !failed {
 			errno = k.failErr
+			if k.failText != "" {
+				text = []string{k.failText}
+			}
 		}
 		if m.Header.Flags&netlink.Acknowledge != 0 || errno != 0 {
-			acks = append(acks, ack(m, errno))
+			acks = append(acks, ack(m, errno, text...))
 		}
 		failed = failed || errno != 0
 	}
-	if !failed {
+	switch {
+	case k.resetErr != 0:
+		return []netlink.Message{ack(msgs[0], k.resetErr)}
+	case k.commitErr != 0 && !failed:
+		return append([]netlink.Message{ack(msgs[0], k.commitErr)}, acks...)
+	case !failed:
 		k.state = next
 		k.batches++
 		k.gen++

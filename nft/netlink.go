@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -109,6 +111,11 @@ func (c *conn) generation() (uint32, error) {
 		},
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	})
+	if errors.Is(err, syscall.EINVAL) {
+		// nfnetlink answers EINVAL for a subsystem it does not have; the
+		// generation is the first thing ftpnft asks nf_tables for.
+		return 0, &Error{Op: "get generation", Err: unsupported{fmt.Errorf("%w: the kernel lacks nf_tables (CONFIG_NF_TABLES)", err)}}
+	}
 	if err != nil {
 		return 0, &Error{Op: "get generation", Err: classify(err)}
 	}
@@ -197,39 +204,56 @@ var errChanged = errors.New("ruleset changed")
 // ftpnft did not create is never planned for.
 func (c *conn) transact(op, table string, plan func(cur *installed, b *batch) (send bool, err error)) error {
 	for attempt := 1; ; attempt++ {
-		gen, err := c.generation()
-		if err != nil {
-			return err
-		}
-		cur, err := read(c.Conn, table)
-		if err != nil {
-			return err
-		}
-		if cur != nil && !cur.Owned {
-			return &Error{Op: op, Table: table, Err: ErrNotOwned}
-		}
-		b, err := newBatch()
-		if err != nil {
-			return &Error{Op: op, Table: table, Err: err}
-		}
-		send, err := plan(cur, b)
-		if err != nil {
-			return &Error{Op: op, Table: table, Err: err}
-		}
-		if !send {
-			return nil
-		}
-		msgs, err := b.messages()
-		if err != nil {
-			return &Error{Op: op, Table: table, Err: err}
-		}
-		if err := c.commit(op, table, msgs, gen); !errors.Is(err, errChanged) {
+		err := c.attempt(op, table, plan)
+		if !errors.Is(err, errChanged) {
 			return err
 		}
 		if attempt == maxAttempts {
 			return &Error{Op: op, Table: table, Err: ErrConcurrent}
 		}
 	}
+}
+
+// attempt is one round of transact. A decision taken without a batch (the
+// table is foreign, nothing needs sending, or reading failed) is only
+// trusted when the generation did not move during the read: a table
+// deleted halfway through the read would otherwise look foreign or absent.
+func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bool, error)) error {
+	gen, err := c.generation()
+	if err != nil {
+		return err
+	}
+	unchanged := func() error {
+		if now, err := c.generation(); err != nil {
+			return err
+		} else if now != gen {
+			return errChanged
+		}
+		return nil
+	}
+	cur, err := read(c.Conn, table)
+	if err != nil {
+		return cmp.Or(unchanged(), err)
+	}
+	if cur != nil && !cur.Owned {
+		return cmp.Or(unchanged(), error(&Error{Op: op, Table: table, Err: ErrNotOwned}))
+	}
+	b, err := newBatch()
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: err}
+	}
+	send, err := plan(cur, b)
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: err}
+	}
+	if !send {
+		return unchanged()
+	}
+	msgs, err := b.messages()
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: err}
+	}
+	return c.commit(op, table, msgs, gen)
 }
 
 // enqueue adds the messages that fill table with rs to c's batch: its

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 )
 
@@ -369,6 +371,30 @@ func TestApplyPermission(t *testing.T) {
 	}
 }
 
+// Failures of the batch as a whole are not blamed on a message: a commit
+// that fails after every message was accepted, and the single answer the
+// kernel gives when it has no memory left for its answers. The kernel's own
+// words, when it has some, are part of the error.
+func TestApplyBatchLevelErrors(t *testing.T) {
+	for _, k := range []*fakeKernel{{commitErr: syscall.ENOMEM}, {resetErr: syscall.ENOMEM}} {
+		_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+		var e *Error
+		if !errors.As(err, &e) || e.Step != "" || !errors.Is(err, syscall.ENOMEM) || !strings.Contains(err.Error(), "batch of ") {
+			t.Errorf("batch refused as a whole (%+v): %v, want *Error without Step, wrapping ENOMEM", *k, err)
+		}
+		if len(k.state.tables) != 0 {
+			t.Errorf("a refused batch changed the state")
+		}
+	}
+
+	newRule := uint16(unix.NFT_MSG_NEWRULE)
+	k := &fakeKernel{failOn: &newRule, failErr: syscall.EOPNOTSUPP, failText: "Could not process rule"}
+	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	if err == nil || !strings.HasSuffix(err.Error(), "operation not supported (kernel: Could not process rule)") {
+		t.Errorf("rule rejected with a message: %v, want the kernel's message at the end", err)
+	}
+}
+
 // The error contract of the package doc: whichever message the kernel
 // rejects, errors.Is finds the documented sentinel.
 func TestErrorContract(t *testing.T) {
@@ -389,6 +415,13 @@ func TestErrorContract(t *testing.T) {
 		if !errors.Is(err, tc.want) || !errors.As(err, &e) {
 			t.Errorf("kernel answering %v: %v, want *Error and errors.Is %v", tc.errno, err, tc.want)
 		}
+	}
+	// nfnetlink without nf_tables answers the first request with EINVAL.
+	noNfTables := func(reqs []netlink.Message) ([]netlink.Message, error) {
+		return nltest.Error(int(syscall.EINVAL), reqs)
+	}
+	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(noNfTables)); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("kernel without nf_tables: %v, want errors.Is errors.ErrUnsupported", err)
 	}
 }
 
@@ -495,6 +528,28 @@ func TestApplyRace(t *testing.T) {
 	st, err := ReadStatus(mine, WithTestDial(k.dial))
 	if err != nil || !st.Matches || len(k.state.tables) != 1 || len(k.state.chains) != len(mine.Chains) {
 		t.Fatalf("after the race: status %+v, %v; %d tables, %d chains", st, err, len(k.state.tables), len(k.state.chains))
+	}
+}
+
+// Another program uninstalls while ftpnft reads its table: the table was
+// listed, its chains are gone. That torn view looks like a foreign table;
+// ftpnft notices that the generation moved, reads again and installs.
+func TestApplyTornRead(t *testing.T) {
+	k := &fakeKernel{}
+	rs := mustBuild(t, DefaultConfig())
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	k.midRead = func() {
+		if removed, err := Remove("ftpnft", WithTestDial(k.dial)); err != nil || !removed {
+			t.Errorf("the other uninstall: %v, %v", removed, err)
+		}
+	}
+	other := DefaultConfig()
+	other.Ports = []uint16{2121}
+	res, err := Apply(mustBuild(t, other), WithTestDial(k.dial))
+	if err != nil || !res.Changed || res.Replaced {
+		t.Fatalf("Apply while the table is removed underneath = %+v, %v; want a fresh install", res, err)
 	}
 }
 

@@ -126,7 +126,7 @@ func mergeRanges(prefixes []netip.Prefix) []AddrRange {
 // as interval end), and a leading interval end at the zero address unless
 // the first range starts there.
 func (s Set) elements() []nftables.SetElement {
-	var els []nftables.SetElement
+	els := make([]nftables.SetElement, 0, 2*len(s.Ranges)+1)
 	if len(s.Ranges) > 0 && !s.Ranges[0].From.IsUnspecified() {
 		els = append(els, nftables.SetElement{Key: make([]byte, s.Ranges[0].From.BitLen()/8), IntervalEnd: true})
 	}

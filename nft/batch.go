@@ -1,10 +1,13 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
@@ -27,7 +30,7 @@ func newBatch() (*batch, error) {
 	b := &batch{}
 	c, err := nftables.New(nftables.WithTestDial(func(reqs []netlink.Message) ([]netlink.Message, error) {
 		if len(reqs) > 2 {
-			b.msgs = reqs[1 : len(reqs)-1] // between BATCH_BEGIN and BATCH_END
+			b.msgs = append(b.msgs, reqs[1:len(reqs)-1]...) // between BATCH_BEGIN and BATCH_END
 		}
 		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
 	}))
@@ -38,7 +41,16 @@ func newBatch() (*batch, error) {
 	return b, nil
 }
 
-// messages returns the queued messages, or the first encoding error.
+// add appends m, encoded by ftpnft, after the messages queued so far.
+func (b *batch) add(m netlink.Message) error {
+	if err := b.Flush(); err != nil {
+		return err
+	}
+	b.msgs = append(b.msgs, m)
+	return nil
+}
+
+// messages returns the batch's messages, or the first encoding error.
 func (b *batch) messages() ([]netlink.Message, error) {
 	if err := b.Flush(); err != nil {
 		return nil, err
@@ -105,53 +117,126 @@ func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
 		ms, err := c.dial(msgs)
 		return acks(ms), err
 	}
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd})
+	nc, err := c.socket()
 	if err != nil {
 		return nil, err
 	}
 	defer nc.Close()
-	if err := bigBuffers(nc); err != nil {
-		return nil, err
-	}
-	// Errors then carry only the header of the rejected message (its
-	// sequence number is all commit needs), not a copy of all of it.
-	if err := nc.SetOption(netlink.CapAcknowledge, true); err != nil {
-		return nil, err
-	}
-	if err := nc.SetOption(netlink.ExtendedAcknowledge, true); err != nil {
-		return nil, err
-	}
 	if _, err := nc.SendMessages(msgs); err != nil {
 		return nil, err
 	}
 	// The kernel handles a batch inside sendmsg: when that returns, every
 	// answer is queued. Read them all without waiting, as nft does.
+	ms, err := receive(nc, false, nil)
+	if errors.Is(err, unix.ENOBUFS) {
+		return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", err)
+	}
+	return acks(ms), err
+}
+
+// dump sends a dump request and returns the kernel's answer, up to its end.
+func (c *conn) dump(req netlink.Message) ([]netlink.Message, error) {
+	var ms []netlink.Message
+	if c.dial != nil {
+		var err error
+		if ms, err = c.dial([]netlink.Message{req}); err != nil {
+			return nil, err
+		}
+	} else {
+		nc, err := c.socket()
+		if err != nil {
+			return nil, err
+		}
+		defer nc.Close()
+		if _, err := nc.Send(req); err != nil {
+			return nil, err
+		}
+		ms, err = receive(nc, true, func(m netlink.Message) bool {
+			return m.Header.Type == netlink.Done || m.Header.Type == netlink.Error
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range acks(ms) {
+		if r.errno != 0 {
+			return nil, r.err()
+		}
+	}
+	return ms, nil
+}
+
+// socket opens a netlink socket to nfnetlink in c's namespace.
+func (c *conn) socket() (*netlink.Conn, error) {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd})
+	if err != nil {
+		return nil, err
+	}
+	err = bigBuffers(nc)
+	// Errors then carry only the header of the rejected message (its
+	// sequence number is all commit needs), not a copy of all of it, and
+	// the kernel's explanation when it has one.
+	if err == nil {
+		err = nc.SetOption(netlink.CapAcknowledge, true)
+	}
+	if err == nil {
+		err = nc.SetOption(netlink.ExtendedAcknowledge, true)
+	}
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return nc, nil
+}
+
+// recvBuffer is the size of one read from a netlink socket. The kernel
+// fills dump answers up to the largest read it has seen (at most 32 KiB);
+// fewer, larger answers mean fewer restarts of a set's walk in the kernel.
+const recvBuffer = 64 << 10
+
+// receive reads messages from nc. With wait it blocks until last returns
+// true for a message (with a deadline of dumpTimeout); without, it returns
+// what is queued.
+func receive(nc *netlink.Conn, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
 	rc, err := nc.SyscallConn()
 	if err != nil {
 		return nil, err
 	}
-	var got []reply
-	buf := make([]byte, 64<<10)
+	if wait {
+		if err := nc.SetReadDeadline(time.Now().Add(dumpTimeout)); err != nil {
+			return nil, err
+		}
+	}
+	var out []netlink.Message
+	buf := make([]byte, recvBuffer)
 	for {
 		var n int
 		var rerr error
 		if err := rc.Read(func(fd uintptr) bool {
 			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
-			return true
+			return !wait || rerr != unix.EAGAIN
 		}); err != nil {
 			return nil, err
 		}
-		switch {
-		case rerr == unix.EAGAIN:
-			return got, nil
-		case rerr == unix.ENOBUFS:
-			return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", rerr)
-		case rerr != nil:
+		if rerr == unix.EAGAIN && !wait {
+			return out, nil
+		}
+		if rerr != nil {
 			return nil, rerr
 		}
-		got = append(got, acks(parseMessages(buf[:n]))...)
+		ms := parseMessages(bytes.Clone(buf[:n]))
+		out = append(out, ms...)
+		for _, m := range ms {
+			if last != nil && last(m) {
+				return out, nil
+			}
+		}
 	}
 }
+
+// dumpTimeout bounds the wait for a dump's end, which normally takes
+// milliseconds.
+const dumpTimeout = 30 * time.Second
 
 // reply is the kernel's acknowledgement of one batch message.
 type reply struct {

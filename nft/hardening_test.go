@@ -8,6 +8,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -223,5 +226,42 @@ func TestLargeSourceSetIsChunked(t *testing.T) {
 	}
 	if k.batches != 1 || len(k.state.elems) < 10000/setChunk {
 		t.Fatalf("%d batches, %d element messages; want 1 batch, chunks of %d", k.batches, len(k.state.elems), setChunk)
+	}
+}
+
+// ftpnft encodes set elements itself. What it sends decodes to the same
+// elements, and so does google/nftables' encoding of them.
+func TestElementsMessage(t *testing.T) {
+	v4 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("240.0.0.0/4")})
+	v6 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32")})
+	for _, s := range []Set{{Name: "v4", Interval: true, Ranges: v4}, {Name: "v6", V6: true, Interval: true, Ranges: v6}} {
+		els := s.elements()
+		back, err := elementsOf([]netlink.Message{elementsMessage("ftpnft", s.Name, els)})
+		if err != nil || !reflect.DeepEqual(back, els) {
+			t.Fatalf("%s: elementsOf(elementsMessage(%v)) = %v, %v", s.Name, els, back, err)
+		}
+
+		b, err := newBatch()
+		if err != nil {
+			t.Fatal(err)
+		}
+		theirs := make([]nftables.SetElement, len(els))
+		for i, e := range els {
+			theirs[i] = nftables.SetElement{Key: e.Key.AsSlice(), IntervalEnd: e.IntervalEnd}
+		}
+		table := &nftables.Table{Family: nftables.TableFamilyINet, Name: "ftpnft"}
+		if err := b.SetAddElements(&nftables.Set{Table: table, Name: s.Name, Interval: true}, theirs); err != nil {
+			t.Fatal(err)
+		}
+		msgs, err := b.messages()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back, err := elementsOf(msgs); err != nil || !reflect.DeepEqual(back, els) {
+			t.Fatalf("%s: google/nftables' encoding decodes to %v, %v; want %v", s.Name, back, err, els)
+		}
+	}
+	if _, err := elementsOf([]netlink.Message{elementsMessage("ftpnft", "x", []element{{}})}); err == nil {
+		t.Fatal("an element without an address decoded without error")
 	}
 }

@@ -4,6 +4,8 @@ package nft
 
 import (
 	"errors"
+	"fmt"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -60,5 +62,65 @@ func TestKernelRefusesStaleGeneration(t *testing.T) {
 	}
 	if out := h.MustExec(t, "nft", "list", "tables"); !strings.Contains(out, "table inet ftpnft") {
 		t.Fatalf("batch at the current generation not applied:\n%s", out)
+	}
+}
+
+// benchSources returns n IPv4 networks that no two merge: every other /24
+// from 10.0.0.0, as an allowlist of n entries.
+func benchSources(n int) []netip.Prefix {
+	out := make([]netip.Prefix, n)
+	for i := range out {
+		out[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 7), byte(i << 1), 0}), 24)
+	}
+	return out
+}
+
+// The library against the kernel, in a namespace: a fresh install, a
+// re-install that finds nothing to change, and a status read, with the
+// default configuration and with a 10,000-network allowlist.
+// scripts/bench compares the command with nft -f; these show the library's
+// own share.
+func BenchmarkKernel(b *testing.B) {
+	h := integration.NewHost(b, "bench")
+	opt := WithNetNS(h.Path)
+	for _, n := range []int{0, 10000} {
+		cfg := DefaultConfig()
+		cfg.Sources = benchSources(n)
+		rs, err := Build(cfg)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("install/sources=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if res, err := Apply(rs, opt); err != nil || !res.Changed {
+					b.Fatalf("Apply = %+v, %v", res, err)
+				}
+				b.StopTimer()
+				if _, err := Remove(rs.Table, opt); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+			}
+		})
+		if _, err := Apply(rs, opt); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("reinstall/sources=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if res, err := Apply(rs, opt); err != nil || res.Changed {
+					b.Fatalf("Apply = %+v, %v; want nothing to change", res, err)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("status/sources=%d", n), func(b *testing.B) {
+			for b.Loop() {
+				if st, err := ReadStatus(rs, opt); err != nil || !st.Matches {
+					b.Fatalf("ReadStatus = %+v, %v", st, err)
+				}
+			}
+		})
+		if _, err := Remove(rs.Table, opt); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -79,7 +79,8 @@ func connect(opts []Option) (*conn, func(), error) {
 		cn.netnsFd = o.netnsFd
 	}
 	if o.dial == nil {
-		copts = append(copts, nftables.WithSockOptions(bigBuffers))
+		// One socket for all the reads of a transaction, not one each.
+		copts = append(copts, nftables.WithSockOptions(bigBuffers), nftables.AsLasting())
 	}
 	c, err := nftables.New(copts...)
 	if err != nil {
@@ -87,7 +88,8 @@ func connect(opts []Option) (*conn, func(), error) {
 		return nil, nil, &Error{Op: "connect", Err: classify(err)}
 	}
 	cn.Conn = c
-	return cn, release, nil
+	closeNetNS := release
+	return cn, func() { c.CloseLasting(); closeNetNS() }, nil
 }
 
 // generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the
@@ -181,7 +183,7 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 		}
 		b.AddTable(table)
 		res = Result{Changed: true, Replaced: cur != nil}
-		return true, enqueue(b.Conn, rs, table)
+		return true, enqueue(b, rs, table)
 	})
 	if err != nil {
 		return Result{}, err
@@ -231,7 +233,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 		}
 		return nil
 	}
-	cur, err := read(c.Conn, table)
+	cur, err := read(c, table)
 	if err != nil {
 		return cmp.Or(unchanged(), err)
 	}
@@ -259,7 +261,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 // enqueue adds the messages that fill table with rs to c's batch: its
 // objects and sets, every chain (so that jumps find their target), then the
 // rules.
-func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) error {
+func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
 	for _, h := range rs.Helpers {
 		c.AddObj(&nftables.NamedObj{
 			Table: table,
@@ -301,7 +303,7 @@ func enqueue(c *nftables.Conn, rs *Ruleset, table *nftables.Table) error {
 // in the same batch, so the set still appears whole or not at all.
 const setChunk = 1000
 
-func addSet(c *nftables.Conn, table *nftables.Table, s Set) error {
+func addSet(b *batch, table *nftables.Table, s Set) error {
 	set := &nftables.Set{
 		Table:      table,
 		Name:       s.Name,
@@ -315,13 +317,13 @@ func addSet(c *nftables.Conn, table *nftables.Table, s Set) error {
 	if s.V6 {
 		set.KeyType = nftables.TypeIP6Addr
 	}
-	if err := c.AddSet(set, nil); err != nil {
+	if err := b.AddSet(set, nil); err != nil {
 		return err
 	}
 	els := s.elements()
 	for len(els) > 0 {
 		n := min(setChunk, len(els))
-		if err := c.SetAddElements(set, els[:n]); err != nil {
+		if err := b.add(elementsMessage(table.Name, s.Name, els[:n])); err != nil {
 			return err
 		}
 		els = els[n:]
@@ -374,7 +376,7 @@ type installedChain struct {
 }
 
 // read returns the table named name in family inet, or nil if there is none.
-func read(c *nftables.Conn, name string) (*installed, error) {
+func read(c *conn, name string) (*installed, error) {
 	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, &Error{Op: "list tables", Err: classify(err)}
@@ -419,7 +421,7 @@ func read(c *nftables.Conn, name string) (*installed, error) {
 			s.Timeout = st.Timeout
 		}
 		if st.Interval {
-			els, err := c.GetSetElements(st)
+			els, err := c.setElements(name, st.Name)
 			if err != nil {
 				return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
 			}

@@ -8,8 +8,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/google/nftables"
 )
 
 // Set is a named set of addresses in ftpnft's table: an interval set of
@@ -121,47 +119,52 @@ func mergeRanges(prefixes []netip.Prefix) []AddrRange {
 	return out
 }
 
+// element is one element of an interval set: an address that starts a
+// range, or (IntervalEnd) the first address after one.
+type element struct {
+	Key         netip.Addr
+	IntervalEnd bool
+}
+
 // elements encodes an interval set's ranges as nft does: each range is a
 // start element and an end element (the address after the range, flagged
 // as interval end), and a leading interval end at the zero address unless
 // the first range starts there.
-func (s Set) elements() []nftables.SetElement {
-	els := make([]nftables.SetElement, 0, 2*len(s.Ranges)+1)
+func (s Set) elements() []element {
+	els := make([]element, 0, 2*len(s.Ranges)+1)
 	if len(s.Ranges) > 0 && !s.Ranges[0].From.IsUnspecified() {
-		els = append(els, nftables.SetElement{Key: make([]byte, s.Ranges[0].From.BitLen()/8), IntervalEnd: true})
+		zero := netip.IPv4Unspecified()
+		if s.Ranges[0].From.Is6() {
+			zero = netip.IPv6Unspecified()
+		}
+		els = append(els, element{Key: zero, IntervalEnd: true})
 	}
 	for _, r := range s.Ranges {
-		els = append(els, nftables.SetElement{Key: r.From.AsSlice()})
+		els = append(els, element{Key: r.From})
 		if next := r.To.Next(); next.IsValid() {
-			els = append(els, nftables.SetElement{Key: next.AsSlice(), IntervalEnd: true})
+			els = append(els, element{Key: next, IntervalEnd: true})
 		}
 	}
 	return els
 }
 
-// rangesOf decodes interval set elements read back from the kernel.
-func rangesOf(els []nftables.SetElement) []AddrRange {
+// rangesOf decodes interval set elements read back from the kernel, in any
+// order.
+func rangesOf(els []element) []AddrRange {
 	els = slices.Clone(els)
-	slices.SortFunc(els, func(a, b nftables.SetElement) int {
-		x, _ := netip.AddrFromSlice(a.Key)
-		y, _ := netip.AddrFromSlice(b.Key)
-		return cmp.Or(x.Compare(y), cmp.Compare(boolInt(a.IntervalEnd), boolInt(b.IntervalEnd)))
+	slices.SortFunc(els, func(a, b element) int {
+		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(a.IntervalEnd), boolInt(b.IntervalEnd)))
 	})
-	var out []AddrRange
+	out := make([]AddrRange, 0, len(els)/2+1)
 	for i, e := range els {
 		if e.IntervalEnd {
 			continue
 		}
-		from, ok := netip.AddrFromSlice(e.Key)
-		if !ok {
-			continue
-		}
-		to := lastAddr(netip.PrefixFrom(from, 0)) // open to the end
+		to := lastAddr(netip.PrefixFrom(e.Key, 0)) // open to the end
 		if i+1 < len(els) && els[i+1].IntervalEnd {
-			end, _ := netip.AddrFromSlice(els[i+1].Key)
-			to = end.Prev()
+			to = els[i+1].Key.Prev()
 		}
-		out = append(out, AddrRange{from, to})
+		out = append(out, AddrRange{e.Key, to})
 	}
 	return out
 }
@@ -223,11 +226,15 @@ func (s Set) flags() string {
 func (s Set) fingerprint() string {
 	fp := fmt.Sprintf("set %s %s flags=%s timeout=%v size=%d", s.Name, s.keyType(), s.flags(), s.Timeout, s.Size)
 	if s.Interval {
-		items := make([]string, len(s.Ranges))
-		for i, r := range s.Ranges {
-			items[i] = r.From.String() + "-" + r.To.String()
+		// The addresses as bytes: a 10,000-range set is compared on every
+		// re-install, and printing them cost more than reading them.
+		b := make([]byte, 0, len(fp)+1+32*len(s.Ranges))
+		b = append(append(b, fp...), ' ')
+		for _, r := range s.Ranges {
+			from, to := r.From.As16(), r.To.As16()
+			b = append(append(b, from[:]...), to[:]...)
 		}
-		fp += " " + strings.Join(items, ",")
+		return string(b)
 	}
 	return fp
 }

@@ -66,7 +66,7 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 		return nil, err
 	}
 	defer release()
-	cur, err := read(c.Conn, want.Table)
+	cur, err := read(c, want.Table)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 // watchCLI runs `ftpnft expectations --watch --json` for ns and returns once
 // it says it is watching. stop interrupts it (SIGINT) and returns the events
 // it printed, checking that it exits 0 promptly.
-func watchCLI(t *testing.T, ns *Host) (stop func() []map[string]any) {
+func watchCLI(t testing.TB, ns *Host) (stop func() []map[string]any) {
 	t.Helper()
 	cmd := exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", ns.Path)
 	var out bytes.Buffer

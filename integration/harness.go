@@ -19,6 +19,7 @@ import (
 	"os/user"
 	"path"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -26,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netns"
 )
 
 const (
@@ -1041,4 +1044,35 @@ func checkMode(client string, want Mode, sent []Mode, runErr error) error {
 		modeErr = fmt.Errorf("%s: requested %s, sent no data-connection command: %w", client, want, ErrWrongMode)
 	}
 	return errors.Join(modeErr, runErr)
+}
+
+// Do runs f on a thread inside h's namespace, so that the sockets f creates
+// (listeners, connections) belong to h; they stay there when f returns.
+// The thread leaves the namespace afterwards; if it cannot, it stays locked
+// and ends with its goroutine, so no other code runs in the wrong
+// namespace.
+func (h *Host) Do(f func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromPath(h.Path)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("leave namespace %s: %w", h.Name, err)
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }

@@ -35,6 +35,8 @@ type fakeKernel struct {
 	// beforeBatch, when set, runs once before the next batch is applied:
 	// another writer getting in between ftpnft's read and its batch.
 	beforeBatch func()
+	// gets counts the requests of each NFT_MSG_GET* type.
+	gets map[uint16]int
 	// midRead, when set, runs once when ftpnft lists chains: another writer
 	// committing while ftpnft reads its table.
 	midRead func()
@@ -96,6 +98,10 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		return k.batch(reqs[0], reqs[1:len(reqs)-1]), nil
 	}
 	req := reqs[0]
+	if k.gets == nil {
+		k.gets = map[uint16]int{}
+	}
+	k.gets[msgType(req)]++
 	var found []netlink.Message
 	switch msgType(req) {
 	case unix.NFT_MSG_GETGEN:

@@ -92,9 +92,21 @@ func connect(opts []Option) (*conn, func(), error) {
 	return cn, func() { c.CloseLasting(); closeNetNS() }, nil
 }
 
-// generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the
-// kernel increments with every committed batch: two equal readings mean
-// nothing changed in between. google/nftables v0.3.0 has no call for it.
+// Generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the
+// kernel increments with every committed batch in the namespace: two equal
+// readings mean that nothing was changed in between, by ftpnft or anyone
+// else.
+func Generation(opts ...Option) (uint32, error) {
+	c, release, err := connect(opts)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	return c.generation()
+}
+
+// generation is [Generation] on an open connection. google/nftables v0.3.0
+// has no call for it.
 func (c *conn) generation() (uint32, error) {
 	var nc *netlink.Conn
 	if c.dial != nil {
@@ -171,17 +183,23 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 		return Result{}, err
 	}
 	defer release()
+	fp := rs.fingerprint()
+	if ok, err := c.stamped(rs.Table, fp); err != nil || ok {
+		return Result{}, err
+	}
 	var res Result
 	err = c.transact("install", rs.Table, func(cur *installed, b *batch) (bool, error) {
 		res = Result{} // a view from an earlier attempt no longer counts
-		if cur != nil && cur.fingerprint == rs.fingerprint() {
+		if cur != nil && cur.fingerprint == fp {
 			return false, nil
 		}
 		table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
 		if cur != nil {
 			b.DelTable(table)
 		}
-		b.AddTable(table)
+		if err := b.add(tableMessage(rs.Table, stamp(fp, nextGeneration(b.gen)))); err != nil {
+			return false, err
+		}
 		res = Result{Changed: true, Replaced: cur != nil}
 		return true, enqueue(b, rs, table)
 	})
@@ -244,6 +262,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 	if err != nil {
 		return &Error{Op: op, Table: table, Err: err}
 	}
+	b.gen = gen
 	send, err := plan(cur, b)
 	if err != nil {
 		return &Error{Op: op, Table: table, Err: err}

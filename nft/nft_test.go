@@ -325,6 +325,51 @@ func TestApplyIsIdempotent(t *testing.T) {
 	}
 }
 
+// A re-install right after an install finds the table's stamp at the
+// current generation and reads nothing more; once anything else has been
+// committed it compares the table in full, and still sends nothing.
+func TestReinstallStamp(t *testing.T) {
+	k := &fakeKernel{}
+	cfg := DefaultConfig()
+	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	rs := mustBuild(t, cfg)
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	writes := k.writes
+	k.gets = nil
+	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+		t.Fatalf("re-install = %+v, %v", res, err)
+	}
+	if k.writes != writes || k.gets[unix.NFT_MSG_GETRULE]+k.gets[unix.NFT_MSG_GETSETELEM] != 0 {
+		t.Fatalf("stamped re-install wrote %d messages and made requests %v", k.writes-writes, k.gets)
+	}
+
+	// Someone else commits: the stamp no longer proves anything.
+	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "someone_else"})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	writes = k.writes
+	k.gets = nil
+	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+		t.Fatalf("re-install after another commit = %+v, %v", res, err)
+	}
+	if k.writes != writes || k.gets[unix.NFT_MSG_GETRULE] == 0 || k.gets[unix.NFT_MSG_GETSETELEM] == 0 {
+		t.Fatalf("re-install after another commit wrote %d messages, made requests %v; want a full read and no write", k.writes-writes, k.gets)
+	}
+
+	// A different ruleset is never taken for the stamped one.
+	cfg.Ports = []uint16{2121}
+	if res, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil || !res.Changed {
+		t.Fatalf("install of another ruleset = %+v, %v", res, err)
+	}
+}
+
 func TestApplyFailureChangesNothing(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Allow = []Service{{"tcp", 22}}

@@ -1,0 +1,408 @@
+//go:build netns
+
+package integration
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ftpnft/ftpnft/conntrack"
+	"github.com/ftpnft/ftpnft/nft"
+)
+
+// Benchmarks that compare ftpnft with what a user would run instead, on
+// the same kernel in the same kind of namespace. Commands are timed as whole
+// processes, each started the same way (ip netns exec), so both sides pay
+// the same start-up. scripts/bench runs them and prints the ratios;
+// docs/BENCHMARKS.md has the method and the results.
+
+// runIn runs argv in h's namespace with ip netns exec, discarding its
+// output, and returns its peak resident memory in KiB.
+func runIn(b *testing.B, h *Host, argv ...string) int64 {
+	b.Helper()
+	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Name}, argv...)...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: %v\n%s", strings.Join(argv, " "), err, stderr.String())
+	}
+	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss
+}
+
+// reportRSS reports the mean of peak resident memories in KiB.
+func reportRSS(b *testing.B, total int64, n int) {
+	b.ReportMetric(float64(total)/float64(n), "KiB-maxrss")
+}
+
+// sourceFile writes an allowlist of n IPv4 networks that do not merge
+// (every other /24 from 10.0.0.0) and returns its path.
+func sourceFile(b *testing.B, n int) string {
+	var s strings.Builder
+	for i := range n {
+		fmt.Fprintf(&s, "10.%d.%d.0/24\n", i>>7&255, i<<1&255)
+	}
+	path := filepath.Join(b.TempDir(), "sources.txt")
+	if err := os.WriteFile(path, []byte(s.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkApply: `ftpnft install` against `nft -f` of ftpnft's own render
+// output (the identical ruleset), from no table, at the default
+// configuration and with a 10,000-network allowlist; and a re-install that
+// finds nothing to change, which must commit nothing.
+func BenchmarkApply(b *testing.B) {
+	h := NewHost(b, "apply")
+	for _, n := range []int{0, 10000} {
+		args := []string{}
+		if n > 0 {
+			args = append(args, "--source-file", sourceFile(b, n))
+		}
+		rendered := filepath.Join(b.TempDir(), "ruleset.nft")
+		out, err := exec.Command(ftpnftBin, append([]string{"render"}, args...)...).Output()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := os.WriteFile(rendered, out, 0o644); err != nil {
+			b.Fatal(err)
+		}
+		install := append([]string{ftpnftBin, "install"}, args...)
+
+		b.Run(fmt.Sprintf("nft-f/sources=%d", n), func(b *testing.B) {
+			var rss int64
+			for b.Loop() {
+				rss += runIn(b, h, "nft", "-f", rendered)
+				b.StopTimer()
+				h.MustExec(b, "nft", "delete", "table", "inet", nft.DefaultTable)
+				b.StartTimer()
+			}
+			reportRSS(b, rss, b.N)
+		})
+		b.Run(fmt.Sprintf("ftpnft/sources=%d", n), func(b *testing.B) {
+			var rss int64
+			for b.Loop() {
+				rss += runIn(b, h, install...)
+				b.StopTimer()
+				h.MustExec(b, ftpnftBin, "uninstall")
+				b.StartTimer()
+			}
+			reportRSS(b, rss, b.N)
+		})
+		b.Run(fmt.Sprintf("ftpnft-noop/sources=%d", n), func(b *testing.B) {
+			runIn(b, h, install...)
+			before, err := nft.Generation(nft.WithNetNS(h.Path))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var rss int64
+			for b.Loop() {
+				rss += runIn(b, h, install...)
+			}
+			after, err := nft.Generation(nft.WithNetNS(h.Path))
+			if err != nil {
+				b.Fatal(err)
+			}
+			if after != before {
+				b.Fatalf("%d re-installs with nothing to change committed %d batches", b.N, after-before)
+			}
+			reportRSS(b, rss, b.N)
+			b.StopTimer()
+			h.MustExec(b, ftpnftBin, "uninstall")
+		})
+	}
+}
+
+// pasvServer answers every connection to port on h like an FTP server that
+// only ever enters passive mode: 220 on connect, and a distinct "227
+// Entering Passive Mode" for each PASV. The helper reads those replies and
+// creates one expectation per control connection (it allows one at a
+// time: a new PASV replaces the last expectation).
+func pasvServer(b *testing.B, h *Host, port int) {
+	var ln net.Listener
+	if err := h.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", h.V4, port))
+		return err
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	a := h.V4.As4()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				fmt.Fprintf(c, "220 ready\r\n")
+				r := bufio.NewReader(c)
+				for n := 0; ; n++ {
+					line, err := r.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if !strings.HasPrefix(strings.ToUpper(line), "PASV") {
+						fmt.Fprintf(c, "502 no\r\n")
+						continue
+					}
+					p := 1024 + n%60000
+					fmt.Fprintf(c, "227 Entering Passive Mode (%d,%d,%d,%d,%d,%d)\r\n", a[0], a[1], a[2], a[3], p>>8, p&255)
+				}
+			}()
+		}
+	}()
+}
+
+// controlConn is a client's FTP control connection to a pasvServer.
+type controlConn struct {
+	c net.Conn
+	r *bufio.Reader
+}
+
+// dialControl opens n control connections from h to addr and reads each
+// greeting.
+func dialControl(b *testing.B, h *Host, addr netip.AddrPort, n int) []*controlConn {
+	conns := make([]*controlConn, 0, n)
+	if err := h.Do(func() error {
+		for range n {
+			c, err := net.DialTimeout("tcp", addr.String(), 5*time.Second)
+			if err != nil {
+				return err
+			}
+			conns = append(conns, &controlConn{c: c, r: bufio.NewReader(c)})
+		}
+		return nil
+	}); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		for _, cc := range conns {
+			cc.c.Close()
+		}
+	})
+	for _, cc := range conns {
+		if line, err := cc.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "220") {
+			b.Fatalf("greeting %q, %v", line, err)
+		}
+	}
+	return conns
+}
+
+// pasv sends PASV on every connection, all at once, and waits for the
+// replies: each is one new expectation in the server's namespace.
+func pasv(b *testing.B, conns []*controlConn) {
+	for _, cc := range conns {
+		if _, err := io.WriteString(cc.c, "PASV\r\n"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, cc := range conns {
+		if line, err := cc.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "227") {
+			b.Fatalf("PASV reply %q, %v", line, err)
+		}
+	}
+}
+
+// loadPair is a server namespace with ftpnft installed and a pasvServer on
+// port 21, and a client namespace.
+func loadPair(b *testing.B) (srv, cli *Host) {
+	srv, cli = NewPair(b)
+	srv.MustExec(b, ftpnftBin, "install")
+	pasvServer(b, srv, 21)
+	return srv, cli
+}
+
+// waitExpectations polls until srv holds n expectations.
+func waitExpectations(b *testing.B, srv *Host, n int) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		xs, err := conntrack.List(conntrack.WithNetNS(srv.Path))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(xs) == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%d expectations, want %d", len(xs), n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// BenchmarkList: `ftpnft expectations --json` against `conntrack -L
+// expect` with 1,000 to 4,000 live expectations (nf_conntrack_expect_max is
+// 4096 and read-only inside a namespace), and the library's List with its
+// memory per expectation.
+func BenchmarkList(b *testing.B) {
+	srv, cli := loadPair(b)
+	var conns []*controlConn
+	for _, n := range []int{1000, 2000, 4000} {
+		more := dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), n-len(conns))
+		pasv(b, more)
+		conns = append(conns, more...)
+		waitExpectations(b, srv, n)
+		out := srv.MustExec(b, ftpnftBin, "expectations", "--json")
+		if lines := strings.Count(out, "\n"); lines != n {
+			b.Fatalf("ftpnft expectations --json printed %d lines for %d expectations", lines, n)
+		}
+
+		b.Run(fmt.Sprintf("conntrack/expectations=%d", n), func(b *testing.B) {
+			var rss int64
+			for b.Loop() {
+				rss += runIn(b, srv, "conntrack", "-L", "expect")
+			}
+			reportRSS(b, rss, b.N)
+		})
+		b.Run(fmt.Sprintf("ftpnft/expectations=%d", n), func(b *testing.B) {
+			var rss int64
+			for b.Loop() {
+				rss += runIn(b, srv, ftpnftBin, "expectations", "--json")
+			}
+			reportRSS(b, rss, b.N)
+		})
+		b.Run(fmt.Sprintf("library/expectations=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if xs, err := conntrack.List(conntrack.WithNetNS(srv.Path)); err != nil || len(xs) != n {
+					b.Fatalf("List = %d expectations, %v; want %d", len(xs), err, n)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkWatch: bursts of new expectations (500 control connections send
+// PASV at once, per iteration) while `ftpnft expectations --watch --json`
+// runs. Every expectation must be reported as "new", or the loss must be
+// reported ("lost" events); a silent loss fails the benchmark. It reports
+// the events per second the watch kept up with.
+func BenchmarkWatch(b *testing.B) {
+	srv, cli := loadPair(b)
+	conns := dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), 500)
+
+	cmd := exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", srv.Path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	ready := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(stderr)
+		for s.Scan() {
+			if strings.Contains(s.Text(), "watching expectations") {
+				close(ready)
+			}
+		}
+	}()
+	var mu sync.Mutex
+	var news, lost int
+	var last time.Time
+	go func() {
+		s := bufio.NewScanner(stdout)
+		for s.Scan() {
+			line := s.Text()
+			mu.Lock()
+			switch {
+			case strings.Contains(line, `"event":"new"`):
+				news++
+				last = time.Now()
+			case strings.Contains(line, `"event":"lost"`):
+				lost++
+			}
+			mu.Unlock()
+		}
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		b.Fatal("watch did not become ready")
+	}
+
+	start := time.Now()
+	for b.Loop() {
+		pasv(b, conns)
+	}
+	sent := b.N * len(conns)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		got, gone, end := news, lost, last
+		mu.Unlock()
+		if got >= sent || time.Now().After(deadline) {
+			b.ReportMetric(float64(got)/end.Sub(start).Seconds(), "events/s")
+			b.ReportMetric(float64(gone), "lost-reports")
+			b.ReportMetric(float64(sent-got), "missing")
+			if got < sent && gone == 0 {
+				b.Fatalf("%d of %d new expectations were not reported, and no loss was reported", sent-got, sent)
+			}
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// BenchmarkTransfer: a 1 GiB passive download from vsftpd with curl,
+// through no ruleset, through ftpnft's default ruleset, and through one with
+// a 10,000-network allowlist. The throughput is curl's own measurement.
+func BenchmarkTransfer(b *testing.B) {
+	const size = 1 << 30
+	srv, cli := NewPair(b)
+	ftp := StartVsftpd(b, srv, 21, map[string][]byte{"big.bin": nil})
+	// A sparse file: the disk plays no part in the measurement.
+	if err := os.Truncate(filepath.Join(ftp.Root, "big.bin"), size); err != nil {
+		b.Fatal(err)
+	}
+	sources := sourceFile(b, 10000)
+	for _, tc := range []struct {
+		name    string
+		install []string // ftpnft install arguments; nil: no ruleset
+	}{
+		{"none", nil},
+		{"ruleset", []string{}},
+		{"allowlist-10000", []string{"--source", cli.V4.String(), "--source-file", sources}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			if tc.install != nil {
+				srv.MustExec(b, ftpnftBin, append([]string{"install"}, tc.install...)...)
+				b.Cleanup(func() { srv.MustExec(b, ftpnftBin, "uninstall") })
+			}
+			var speeds []float64
+			for b.Loop() {
+				out := cli.MustExec(b, "curl", "-q", "--silent", "--show-error", "--ftp-pasv", "--disable-epsv",
+					"-o", "/dev/null", "-w", "%{speed_download} %{size_download}", URL(srv.V4, 21, "/big.bin"))
+				var speed float64
+				var got int64
+				if _, err := fmt.Sscan(out, &speed, &got); err != nil || got != size {
+					b.Fatalf("curl: %q, %v", out, err)
+				}
+				speeds = append(speeds, speed)
+			}
+			slices.Sort(speeds)
+			b.ReportMetric(speeds[len(speeds)/2]/(1<<20), "MiB/s-median")
+		})
+	}
+}

@@ -5,6 +5,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -130,7 +132,10 @@ func BenchmarkApply(b *testing.B) {
 // only ever enters passive mode: 220 on connect, and a distinct "227
 // Entering Passive Mode" for each PASV. The helper reads those replies and
 // creates one expectation per control connection (it allows one at a
-// time: a new PASV replaces the last expectation).
+// time: a new PASV replaces the last expectation). The ports differ across
+// all connections, as a real server's would: the kernel refuses an
+// expectation equal to another master's, and the helper then drops the
+// reply.
 func pasvServer(b *testing.B, h *Host, port int) {
 	var ln net.Listener
 	if err := h.Do(func() (err error) {
@@ -141,6 +146,7 @@ func pasvServer(b *testing.B, h *Host, port int) {
 	}
 	b.Cleanup(func() { ln.Close() })
 	a := h.V4.As4()
+	var next atomic.Uint32
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -151,7 +157,7 @@ func pasvServer(b *testing.B, h *Host, port int) {
 				defer c.Close()
 				fmt.Fprintf(c, "220 ready\r\n")
 				r := bufio.NewReader(c)
-				for n := 0; ; n++ {
+				for {
 					line, err := r.ReadString('\n')
 					if err != nil {
 						return
@@ -160,7 +166,7 @@ func pasvServer(b *testing.B, h *Host, port int) {
 						fmt.Fprintf(c, "502 no\r\n")
 						continue
 					}
-					p := 1024 + n%60000
+					p := 1024 + next.Add(1)%60000
 					fmt.Fprintf(c, "227 Entering Passive Mode (%d,%d,%d,%d,%d,%d)\r\n", a[0], a[1], a[2], a[3], p>>8, p&255)
 				}
 			}()
@@ -211,9 +217,10 @@ func pasv(b *testing.B, conns []*controlConn) {
 			b.Fatal(err)
 		}
 	}
-	for _, cc := range conns {
+	for i, cc := range conns {
+		cc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if line, err := cc.r.ReadString('\n'); err != nil || !strings.HasPrefix(line, "227") {
-			b.Fatalf("PASV reply %q, %v", line, err)
+			b.Fatalf("PASV reply %d of %d: %q, %v", i+1, len(conns), line, err)
 		}
 	}
 }
@@ -257,9 +264,9 @@ func BenchmarkList(b *testing.B) {
 		pasv(b, more)
 		conns = append(conns, more...)
 		waitExpectations(b, srv, n)
-		out := srv.MustExec(b, ftpnftBin, "expectations", "--json")
-		if lines := strings.Count(out, "\n"); lines != n {
-			b.Fatalf("ftpnft expectations --json printed %d lines for %d expectations", lines, n)
+		var listed []conntrack.Expectation
+		if err := json.Unmarshal([]byte(srv.MustExec(b, ftpnftBin, "expectations", "--json")), &listed); err != nil || len(listed) != n {
+			b.Fatalf("ftpnft expectations --json listed %d expectations (%v), want %d", len(listed), err, n)
 		}
 
 		b.Run(fmt.Sprintf("conntrack/expectations=%d", n), func(b *testing.B) {
@@ -294,7 +301,6 @@ func BenchmarkList(b *testing.B) {
 // the events per second the watch kept up with.
 func BenchmarkWatch(b *testing.B) {
 	srv, cli := loadPair(b)
-	conns := dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), 500)
 
 	cmd := exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", srv.Path)
 	stdout, err := cmd.StdoutPipe()
@@ -309,16 +315,20 @@ func BenchmarkWatch(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var mu sync.Mutex
 	ready := make(chan struct{})
+	var errText strings.Builder // guarded by mu
 	go func() {
 		s := bufio.NewScanner(stderr)
 		for s.Scan() {
+			mu.Lock()
+			errText.WriteString(s.Text() + "\n")
+			mu.Unlock()
 			if strings.Contains(s.Text(), "watching expectations") {
 				close(ready)
 			}
 		}
 	}()
-	var mu sync.Mutex
 	var news, lost int
 	var last time.Time
 	go func() {
@@ -341,6 +351,9 @@ func BenchmarkWatch(b *testing.B) {
 	case <-time.After(10 * time.Second):
 		b.Fatal("watch did not become ready")
 	}
+	// Only now: with nf_conntrack_events at its default (2), the kernel
+	// reports events of connections that began while someone listened.
+	conns := dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), 500)
 
 	start := time.Now()
 	for b.Loop() {
@@ -357,7 +370,9 @@ func BenchmarkWatch(b *testing.B) {
 			b.ReportMetric(float64(gone), "lost-reports")
 			b.ReportMetric(float64(sent-got), "missing")
 			if got < sent && gone == 0 {
-				b.Fatalf("%d of %d new expectations were not reported, and no loss was reported", sent-got, sent)
+				mu.Lock()
+				defer mu.Unlock()
+				b.Fatalf("%d of %d new expectations were not reported, and no loss was reported; watch said:\n%s", sent-got, sent, errText.String())
 			}
 			return
 		}

@@ -54,7 +54,7 @@ func newTestWatcher(helper string, got *[]Event) *watcher {
 	return &watcher{
 		o:       collect([]Option{WithHelper(helper)}),
 		handle:  func(e Event) { *got = append(*got, e) },
-		known:   map[string]Expectation{},
+		known:   map[expKey]Expectation{},
 		masters: map[Tuple]master{},
 	}
 }

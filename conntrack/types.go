@@ -1,6 +1,7 @@
 package conntrack
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -16,6 +17,12 @@ type Tuple struct {
 	Dst   netip.Addr `json:"dst"`
 	SPort uint16     `json:"sport"`
 	DPort uint16     `json:"dport"`
+}
+
+// compare orders tuples by source, source port, destination and
+// destination port.
+func (t Tuple) compare(u Tuple) int {
+	return cmp.Or(t.Src.Compare(u.Src), cmp.Compare(t.SPort, u.SPort), t.Dst.Compare(u.Dst), cmp.Compare(t.DPort, u.DPort))
 }
 
 // String formats t as "src:sport -> dst:dport"; a zero port prints as "*".

@@ -1,11 +1,13 @@
 package conntrack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"sort"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -166,13 +168,21 @@ func list(c *ct.Conn, helper string) ([]Expectation, error) {
 			out = append(out, expectationOf(x))
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return key(out[i]) < key(out[j]) })
+	slices.SortFunc(out, func(a, b Expectation) int {
+		return cmp.Or(strings.Compare(a.Helper, b.Helper), a.Master.compare(b.Master), a.Expected.compare(b.Expected))
+	})
 	return out, nil
 }
 
 // key identifies an expectation across events and dumps.
-func key(e Expectation) string {
-	return e.Helper + " " + e.Master.String() + " " + e.Expected.String()
+func key(e Expectation) expKey {
+	return expKey{e.Helper, e.Master, e.Expected}
+}
+
+// expKey identifies an expectation: its helper, master and expected tuple.
+type expKey struct {
+	helper           string
+	master, expected Tuple
 }
 
 // listener is one subscription to conntrack events.
@@ -240,7 +250,7 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 	}
 	defer query.Close()
 
-	w := &watcher{o: o, query: query, handle: handle, known: map[string]Expectation{}, masters: map[Tuple]master{}}
+	w := &watcher{o: o, query: query, handle: handle, known: map[expKey]Expectation{}, masters: map[Tuple]master{}}
 	l, err := listen(ns, o.readBuffer)
 	if err != nil {
 		return err
@@ -299,7 +309,7 @@ type watcher struct {
 	query  *ct.Conn
 	handle func(Event)
 	// known are the live expectations by key.
-	known map[string]Expectation
+	known map[expKey]Expectation
 	// masters maps a control connection to its helper, learned from
 	// expectations, control connections' NEW events and kernel lookups, to
 	// name the helper of related connections.
@@ -403,7 +413,7 @@ func (w *watcher) resync(lost bool) error {
 // reconcile replaces what the watch knows with the listed expectations xs
 // and, when events were lost, reports the loss and the differences.
 func (w *watcher) reconcile(xs []Expectation, lost bool) {
-	now := map[string]Expectation{}
+	now := map[expKey]Expectation{}
 	for _, x := range xs {
 		now[key(x)] = x
 		w.remember(x.Master, x.Helper)

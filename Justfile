@@ -28,3 +28,7 @@ lint:
 # Run every fuzz target (FUZZTIME=1m just fuzz for longer).
 fuzz:
     scripts/fuzz
+
+# Side-by-side benchmarks against nft -f and conntrack-tools (root; see docs/BENCHMARKS.md).
+bench:
+    scripts/bench

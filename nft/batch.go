@@ -115,9 +115,36 @@ func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) erro
 
 // exchange sends a batch and returns the kernel's answers.
 func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
+	// The kernel handles a batch inside sendmsg: when that returns, every
+	// answer is queued. Read them all without waiting, as nft does.
+	ms, err := c.talk(msgs, false, nil)
+	if errors.Is(err, unix.ENOBUFS) {
+		return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", err)
+	}
+	return acks(ms), err
+}
+
+// dump sends a dump request and returns the kernel's answer, up to its end.
+func (c *conn) dump(req netlink.Message) ([]netlink.Message, error) {
+	ms, err := c.talk([]netlink.Message{req}, true, func(m netlink.Message) bool {
+		return m.Header.Type == netlink.Done || m.Header.Type == netlink.Error
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range acks(ms) {
+		if r.errno != 0 {
+			return nil, r.err()
+		}
+	}
+	return ms, nil
+}
+
+// talk sends msgs on a new socket (or to the test dial) and returns the
+// answers, read as receive reads them.
+func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
 	if c.dial != nil {
-		ms, err := c.dial(msgs)
-		return acks(ms), err
+		return c.dial(msgs)
 	}
 	nc, err := c.socket()
 	if err != nil {
@@ -127,45 +154,7 @@ func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
 	if _, err := nc.SendMessages(msgs); err != nil {
 		return nil, err
 	}
-	// The kernel handles a batch inside sendmsg: when that returns, every
-	// answer is queued. Read them all without waiting, as nft does.
-	ms, err := receive(nc, false, nil)
-	if errors.Is(err, unix.ENOBUFS) {
-		return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", err)
-	}
-	return acks(ms), err
-}
-
-// dump sends a dump request and returns the kernel's answer, up to its end.
-func (c *conn) dump(req netlink.Message) ([]netlink.Message, error) {
-	var ms []netlink.Message
-	if c.dial != nil {
-		var err error
-		if ms, err = c.dial([]netlink.Message{req}); err != nil {
-			return nil, err
-		}
-	} else {
-		nc, err := c.socket()
-		if err != nil {
-			return nil, err
-		}
-		defer nc.Close()
-		if _, err := nc.Send(req); err != nil {
-			return nil, err
-		}
-		ms, err = receive(nc, true, func(m netlink.Message) bool {
-			return m.Header.Type == netlink.Done || m.Header.Type == netlink.Error
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	for _, r := range acks(ms) {
-		if r.errno != 0 {
-			return nil, r.err()
-		}
-	}
-	return ms, nil
+	return receive(nc, wait, last)
 }
 
 // socket opens a netlink socket to nfnetlink in c's namespace.

@@ -56,6 +56,11 @@
 // batch is read by its sequence number, so a rejected batch is reported
 // with the message that caused it ([Error.Step]).
 //
+// The table carries, in its user data, a digest of its ruleset and the
+// generation its batch led to. While the generation has not moved since, a
+// re-install of the same ruleset reads nothing else; otherwise Apply
+// compares the table expression by expression.
+//
 // Every rule ftpnft writes carries a comment starting with "ftpnft: ". A
 // table is ftpnft's own when it has rules and all of them carry that
 // comment; any other table of the same name is left untouched and Apply and

@@ -313,15 +313,8 @@ func batchMessage(typ uint16, gen uint32) netlink.Message {
 
 // batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
 func batchGeneration(m netlink.Message) uint32 {
-	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-	if err != nil {
-		return 0
-	}
-	ad.ByteOrder = binary.BigEndian
-	for ad.Next() {
-		if ad.Type() == unix.NFNL_BATCH_GENID {
-			return ad.Uint32()
-		}
+	if id := bytesAttr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
+		return binary.BigEndian.Uint32(id)
 	}
 	return 0
 }
@@ -363,15 +356,8 @@ func describe(m netlink.Message) string {
 		return "add chain " + stringAttr(m, unix.NFTA_CHAIN_NAME)
 	case unix.NFT_MSG_NEWRULE:
 		s := "add rule to chain " + stringAttr(m, unix.NFTA_RULE_CHAIN)
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err == nil {
-			for ad.Next() {
-				if ad.Type() == unix.NFTA_RULE_USERDATA {
-					if c, ok := userdata.GetString(ad.Bytes(), userdata.TypeComment); ok {
-						s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
-					}
-				}
-			}
+		if c, ok := userdata.GetString(bytesAttr(m, unix.NFTA_RULE_USERDATA), userdata.TypeComment); ok {
+			s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
 		}
 		return s
 	}

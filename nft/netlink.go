@@ -108,43 +108,31 @@ func Generation(opts ...Option) (uint32, error) {
 // generation is [Generation] on an open connection. google/nftables v0.3.0
 // has no call for it.
 func (c *conn) generation() (uint32, error) {
-	var nc *netlink.Conn
-	if c.dial != nil {
-		nc = nltest.Dial(c.dial)
-	} else {
-		var err error
-		if nc, err = netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd}); err != nil {
-			return 0, &Error{Op: "get generation", Err: classify(err)}
-		}
-	}
-	defer nc.Close()
-	msgs, err := nc.Execute(netlink.Message{
+	ms, err := c.talk([]netlink.Message{{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN),
 			Flags: netlink.Request,
 		},
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
-	})
-	if errors.Is(err, syscall.EINVAL) {
-		// nfnetlink answers EINVAL for a subsystem it does not have; the
-		// generation is the first thing ftpnft asks nf_tables for.
-		return 0, &Error{Op: "get generation", Err: unsupported{fmt.Errorf("%w: the kernel lacks nf_tables (CONFIG_NF_TABLES)", err)}}
-	}
+	}}, true, func(netlink.Message) bool { return true })
 	if err != nil {
 		return 0, &Error{Op: "get generation", Err: classify(err)}
 	}
-	for _, m := range msgs {
-		if len(m.Data) < 4 {
-			continue
+	for _, r := range acks(ms) {
+		switch r.errno {
+		case 0:
+		case syscall.EINVAL:
+			// nfnetlink answers EINVAL for a subsystem it does not have;
+			// the generation is the first thing ftpnft asks nf_tables for.
+			return 0, &Error{Op: "get generation", Err: unsupported{fmt.Errorf("%w: the kernel lacks nf_tables (CONFIG_NF_TABLES)", r.err())}}
+		default:
+			return 0, &Error{Op: "get generation", Err: r.err()}
 		}
-		ad, err := netlink.NewAttributeDecoder(m.Data[4:])
-		if err != nil {
-			continue
-		}
-		ad.ByteOrder = binary.BigEndian
-		for ad.Next() {
-			if ad.Type() == unix.NFTA_GEN_ID {
-				return ad.Uint32(), nil
+	}
+	for _, m := range ms {
+		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWGEN {
+			if id := bytesAttr(m, unix.NFTA_GEN_ID); len(id) == 4 {
+				return binary.BigEndian.Uint32(id), nil
 			}
 		}
 	}

@@ -88,8 +88,7 @@ func connect(opts []Option) (*conn, func(), error) {
 		return nil, nil, &Error{Op: "connect", Err: classify(err)}
 	}
 	cn.Conn = c
-	closeNetNS := release
-	return cn, func() { c.CloseLasting(); closeNetNS() }, nil
+	return cn, func() { c.CloseLasting(); release() }, nil
 }
 
 // Generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the

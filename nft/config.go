@@ -1,7 +1,7 @@
 package nft
 
 import (
-	"bufio"
+	"bytes"
 	"fmt"
 	"net/netip"
 	"os"
@@ -321,27 +321,24 @@ func validateSource(p netip.Prefix) error {
 // blank lines and everything after '#' are ignored. Errors name the file
 // and line.
 func ReadSourceFile(path string) ([]netip.Prefix, error) {
-	f, err := os.Open(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("source file: %w", err)
 	}
-	defer f.Close()
-	var out []netip.Prefix
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line, _, _ := strings.Cut(sc.Text(), "#")
-		line = strings.TrimSpace(line)
-		if line == "" {
+	out := make([]netip.Prefix, 0, bytes.Count(data, []byte{'\n'})+1)
+	for n := 1; len(data) > 0; n++ {
+		var line []byte
+		line, data, _ = bytes.Cut(data, []byte{'\n'})
+		line, _, _ = bytes.Cut(line, []byte{'#'})
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 {
 			continue
 		}
-		p, err := ParseSource(line)
+		p, err := ParseSource(string(line))
 		if err != nil {
 			return nil, fmt.Errorf("source file %s:%d: %w", path, n, err)
 		}
 		out = append(out, p)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("source file %s: %w", path, err)
 	}
 	return out, nil
 }

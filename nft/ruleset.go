@@ -320,7 +320,7 @@ func controlChecks(c Config) ([]Set, *Chain) {
 	ch := &Chain{Name: controlChain}
 	if len(c.Sources) > 0 {
 		for _, v6 := range families {
-			var fam []netip.Prefix
+			fam := make([]netip.Prefix, 0, len(c.Sources))
 			for _, p := range c.Sources {
 				if p.Addr().Is6() == v6 {
 					fam = append(fam, p)

@@ -103,7 +103,7 @@ func mergeRanges(prefixes []netip.Prefix) []AddrRange {
 		rs = append(rs, AddrRange{p.Masked().Addr(), lastAddr(p)})
 	}
 	slices.SortFunc(rs, func(a, b AddrRange) int { return a.From.Compare(b.From) })
-	var out []AddrRange
+	out := rs[:0] // merged in place: out never overtakes r
 	for _, r := range rs {
 		if n := len(out); n > 0 {
 			last := &out[n-1]

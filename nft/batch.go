@@ -8,10 +8,10 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
@@ -180,54 +180,20 @@ func (c *conn) socket() (*netlink.Conn, error) {
 	return nc, nil
 }
 
-// recvBuffer is the size of one read from a netlink socket. The kernel
-// fills dump answers up to the largest read it has seen (at most 32 KiB);
-// fewer, larger answers mean fewer restarts of a set's walk in the kernel.
-const recvBuffer = 64 << 10
-
-// receive reads messages from nc. With wait it blocks until last returns
-// true for a message (with a deadline of dumpTimeout); without, it returns
-// what is queued.
+// receive reads answers from nc as nlio.Receive does, until last returns
+// true for a message or (without wait) nothing more is queued.
 func receive(nc *netlink.Conn, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
-	rc, err := nc.SyscallConn()
+	var out []netlink.Message
+	err := nlio.Receive(nc, wait, func(m netlink.Message) bool {
+		m.Data = bytes.Clone(m.Data)
+		out = append(out, m)
+		return last != nil && last(m)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if wait {
-		if err := nc.SetReadDeadline(time.Now().Add(dumpTimeout)); err != nil {
-			return nil, err
-		}
-	}
-	var out []netlink.Message
-	buf := make([]byte, recvBuffer)
-	for {
-		var n int
-		var rerr error
-		if err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
-			return !wait || rerr != unix.EAGAIN
-		}); err != nil {
-			return nil, err
-		}
-		if rerr == unix.EAGAIN && !wait {
-			return out, nil
-		}
-		if rerr != nil {
-			return nil, rerr
-		}
-		ms := parseMessages(bytes.Clone(buf[:n]))
-		out = append(out, ms...)
-		for _, m := range ms {
-			if last != nil && last(m) {
-				return out, nil
-			}
-		}
-	}
+	return out, nil
 }
-
-// dumpTimeout bounds the wait for a dump's end, which normally takes
-// milliseconds.
-const dumpTimeout = 30 * time.Second
 
 // reply is the kernel's acknowledgement of one batch message.
 type reply struct {
@@ -257,7 +223,7 @@ func acks(ms []netlink.Message) []reply {
 		// acknowledgement TLVs.
 		off := 4 + unix.NLMSG_HDRLEN
 		if m.Header.Flags&netlink.Capped == 0 && len(m.Data) >= off {
-			off = 4 + nlmsgAlign(int(binary.NativeEndian.Uint32(m.Data[4:])))
+			off = 4 + nlio.Align(int(binary.NativeEndian.Uint32(m.Data[4:])))
 		}
 		if m.Header.Flags&netlink.AcknowledgeTLVs != 0 && off <= len(m.Data) {
 			if ad, err := netlink.NewAttributeDecoder(m.Data[off:]); err == nil {
@@ -273,30 +239,6 @@ func acks(ms []netlink.Message) []reply {
 	return out
 }
 
-// parseMessages splits one datagram from a netlink socket into messages.
-func parseMessages(b []byte) []netlink.Message {
-	var out []netlink.Message
-	for len(b) >= unix.NLMSG_HDRLEN {
-		l := int(binary.NativeEndian.Uint32(b))
-		if l < unix.NLMSG_HDRLEN || l > len(b) {
-			break
-		}
-		out = append(out, netlink.Message{
-			Header: netlink.Header{
-				Length:   uint32(l),
-				Type:     netlink.HeaderType(binary.NativeEndian.Uint16(b[4:])),
-				Flags:    netlink.HeaderFlags(binary.NativeEndian.Uint16(b[6:])),
-				Sequence: binary.NativeEndian.Uint32(b[8:]),
-				PID:      binary.NativeEndian.Uint32(b[12:]),
-			},
-			Data: b[unix.NLMSG_HDRLEN:l],
-		})
-		b = b[min(nlmsgAlign(l), len(b)):]
-	}
-	return out
-}
-
-func nlmsgAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
 
 // batchMessage is NFNL_MSG_BATCH_BEGIN or _END for nf_tables; a begin with a
 // non-zero gen carries it as NFNL_BATCH_GENID.

@@ -2,31 +2,35 @@ package conntrack
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
+	"golang.org/x/sys/unix"
 )
 
-// readFixture decodes netlink messages captured from the kernel (one hex
+// readFixture reads netlink messages captured from the kernel (one hex
 // message per line) during an FTP session through ftpnft: a passive listing
 // over IPv4, then an active download over IPv6.
-func readFixture(t *testing.T, name string) []ct.Event {
+func readFixture(t testing.TB, name string) []netlink.Message {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	var evs []ct.Event
+	var ms []netlink.Message
 	s := bufio.NewScanner(f)
 	s.Buffer(nil, 1<<20)
 	for s.Scan() {
@@ -38,16 +42,42 @@ func readFixture(t *testing.T, name string) []ct.Event {
 		if err := m.UnmarshalBinary(b); err != nil {
 			t.Fatal(err)
 		}
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil {
-			t.Fatal(err)
-		}
-		evs = append(evs, ev)
+		ms = append(ms, m)
 	}
 	if err := s.Err(); err != nil {
 		t.Fatal(err)
 	}
-	return evs
+	return ms
+}
+
+// The reference for decodeExpectation: github.com/ti-mo/conntrack's
+// decoding, converted field by field.
+func expectationOf(x ct.Expect) Expectation {
+	e := Expectation{
+		ID:       x.ID,
+		Helper:   x.HelpName,
+		Proto:    protoName(x.Tuple.Proto.Protocol),
+		Timeout:  x.Timeout,
+		Master:   tupleOf(x.TupleMaster),
+		Expected: tupleOf(x.Tuple),
+		Mask:     tupleOf(x.Mask),
+		Zone:     x.Zone,
+		Class:    x.Class,
+		Flags:    []string{},
+	}
+	for _, f := range expectFlags {
+		if x.Flags&f.bit != 0 {
+			e.Flags = append(e.Flags, f.name)
+		}
+	}
+	if x.NAT.Tuple.IP.SourceAddress.IsValid() || x.NAT.Tuple.IP.DestinationAddress.IsValid() {
+		dir := "original"
+		if x.NAT.Direction {
+			dir = "reply"
+		}
+		e.NAT = &NAT{Dir: dir, Tuple: tupleOf(x.NAT.Tuple)}
+	}
+	return e
 }
 
 func newTestWatcher(helper string, got *[]Event) *watcher {
@@ -62,8 +92,8 @@ func newTestWatcher(helper string, got *[]Event) *watcher {
 func TestDecodeKernelEvents(t *testing.T) {
 	var got []Event
 	w := newTestWatcher("ftp", &got)
-	for _, ev := range readFixture(t, "ftp-events.hex") {
-		w.event(ev)
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		w.message(m)
 	}
 	want := []string{
 		"[NEW] ftp tcp expect 192.0.2.2:* -> 192.0.2.1:55828 for control 192.0.2.2:56786 -> 192.0.2.1:21 timeout 300s",
@@ -89,8 +119,8 @@ func TestDecodeKernelEvents(t *testing.T) {
 	// Another helper's filter sees nothing of the ftp session.
 	var none []Event
 	w = newTestWatcher("irc", &none)
-	for _, ev := range readFixture(t, "ftp-events.hex") {
-		w.event(ev)
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		w.message(m)
 	}
 	if len(none) != 0 {
 		t.Fatalf("helper filter irc let through %v", none)
@@ -100,8 +130,8 @@ func TestDecodeKernelEvents(t *testing.T) {
 func TestEventJSON(t *testing.T) {
 	var got []Event
 	w := newTestWatcher("", &got)
-	for _, ev := range readFixture(t, "ftp-events.hex") {
-		w.event(ev)
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		w.message(m)
 	}
 	got = append(got, Event{Type: EventLost, Resynced: 3})
 	want := map[EventType][]string{
@@ -179,36 +209,28 @@ func TestTupleString(t *testing.T) {
 }
 
 // FuzzDecodeEvent feeds arbitrary netlink messages to the decoding a watch
-// does: it must never panic, whatever the kernel (or a fuzzer) sends.
+// does: it must never panic, whatever the kernel (or a fuzzer) sends, and
+// every event must encode as valid JSON.
 func FuzzDecodeEvent(f *testing.F) {
-	fx, err := os.Open(filepath.Join("testdata", "ftp-events.hex"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	s := bufio.NewScanner(fx)
-	s.Buffer(nil, 1<<20)
-	for s.Scan() {
-		if b, err := hex.DecodeString(strings.TrimSpace(s.Text())); err == nil {
-			f.Add(b)
+	for _, m := range readFixture(f, "ftp-events.hex") {
+		b, err := m.MarshalBinary()
+		if err != nil {
+			f.Fatal(err)
 		}
+		f.Add(b)
 	}
-	fx.Close()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var m netlink.Message
 		if err := m.UnmarshalBinary(b); err != nil {
 			return
 		}
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil {
-			return
-		}
 		var got []Event
 		w := newTestWatcher("", &got)
-		w.event(ev)
+		w.message(m)
 		for _, e := range got {
 			_ = e.String()
-			if _, err := e.MarshalJSON(); err != nil {
-				t.Fatalf("event %v does not encode: %v", e, err)
+			if b, err := e.MarshalJSON(); err != nil || !json.Valid(b) {
+				t.Fatalf("event %v does not encode: %q, %v", e, b, err)
 			}
 		}
 	})
@@ -230,6 +252,167 @@ func TestErrors(t *testing.T) {
 		err := unsupported(&netlink.OpError{Op: "receive", Err: tc.errno})
 		if !errors.Is(err, tc.want) || !errors.Is(err, tc.errno) {
 			t.Errorf("kernel answering %v: %v, want errors.Is %v", tc.errno, err, tc.want)
+		}
+	}
+}
+
+// decodeExpectation reads the kernel's expectation messages as
+// github.com/ti-mo/conntrack does, field by field.
+func TestDecodeExpectationMatchesTiMo(t *testing.T) {
+	n := 0
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		if m.Header.Type>>8 != unix.NFNL_SUBSYS_CTNETLINK_EXP {
+			continue
+		}
+		var ev ct.Event
+		if err := ev.Unmarshal(m); err != nil || ev.Expect == nil {
+			t.Fatalf("ti-mo: %v", err)
+		}
+		got, err := decodeExpectation(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := expectationOf(*ev.Expect); !reflect.DeepEqual(got, want) {
+			t.Errorf("decoded\n %+v\nti-mo decodes\n %+v", got, want)
+		}
+		n++
+	}
+	if n != 4 {
+		t.Fatalf("%d expectation messages in the fixture, want 4", n)
+	}
+}
+
+// expectationMessage encodes an expectation message as the kernel does,
+// with every field that the fixture's expectations leave at zero: flags,
+// zone, class and NAT, and an attribute this package does not know.
+func expectationMessage(t *testing.T, src, dst netip.Addr, helper string, flags, natDir uint32) netlink.Message {
+	t.Helper()
+	tuple := func(ae *netlink.AttributeEncoder, typ uint16, src, dst netip.Addr, sport, dport uint16) {
+		ae.Nested(typ, func(ae *netlink.AttributeEncoder) error {
+			ae.Nested(ctaTupleIP, func(ae *netlink.AttributeEncoder) error {
+				s, d := uint16(ctaIPv4Src), uint16(ctaIPv4Dst)
+				if src.Is6() {
+					s, d = ctaIPv6Src, ctaIPv6Dst
+				}
+				ae.Bytes(s, src.AsSlice())
+				ae.Bytes(d, dst.AsSlice())
+				return nil
+			})
+			ae.Nested(ctaTupleProto, func(ae *netlink.AttributeEncoder) error {
+				ae.Uint8(ctaProtoNum, unix.IPPROTO_TCP)
+				ae.Uint16(ctaProtoSrcPort, sport)
+				ae.Uint16(ctaProtoDstPort, dport)
+				return nil
+			})
+			return nil
+		})
+	}
+	all := netip.MustParseAddr("255.255.255.255")
+	if src.Is6() {
+		all = netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")
+	}
+	ae := netlink.NewAttributeEncoder()
+	ae.ByteOrder = binary.BigEndian
+	tuple(ae, ctaExpectMaster, src, dst, 40000, 21)
+	tuple(ae, ctaExpectTuple, src, dst, 0, 50000)
+	tuple(ae, ctaExpectMask, all, all, 0, 0xffff)
+	ae.Uint32(ctaExpectTimeout, 42)
+	ae.Uint32(ctaExpectID, 7)
+	ae.String(ctaExpectHelpName, helper)
+	ae.Uint16(ctaExpectZone, 5)
+	ae.Uint32(ctaExpectFlags, flags)
+	ae.Uint32(ctaExpectClass, 1)
+	ae.Nested(ctaExpectNAT, func(ae *netlink.AttributeEncoder) error {
+		ae.Uint32(ctaExpectNATDir, natDir)
+		tuple(ae, ctaExpectNATTuple, dst, src, 0, 50001)
+		return nil
+	})
+	ae.String(11, "ftp") // CTA_EXPECT_FN
+	data, err := ae.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return netlink.Message{
+		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK_EXP<<8 | ipctnlMsgExpNew)},
+		Data:   append([]byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}, data...),
+	}
+}
+
+func TestDecodeExpectationAllFields(t *testing.T) {
+	for _, m := range []netlink.Message{
+		expectationMessage(t, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), "ftp", 3, 1),
+		expectationMessage(t, netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), "irc", 4, 0),
+	} {
+		var ev ct.Event
+		if err := ev.Unmarshal(m); err != nil || ev.Expect == nil {
+			t.Fatalf("ti-mo: %v", err)
+		}
+		got, err := decodeExpectation(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := expectationOf(*ev.Expect); !reflect.DeepEqual(got, want) {
+			t.Errorf("decoded\n %+v\nti-mo decodes\n %+v", got, want)
+		}
+		if got.NAT == nil || len(got.Flags) == 0 || got.Zone != 5 || got.Class != 1 || got.ID != 7 || got.Timeout != 42 {
+			t.Errorf("fields lost: %+v", got)
+		}
+	}
+	// Truncated or mis-sized attributes are errors, not zero values.
+	m := expectationMessage(t, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), "ftp", 0, 0)
+	for _, n := range []int{2, 9, 40, len(m.Data) - 1} {
+		if _, err := decodeExpectation(m.Data[:n]); !errors.Is(err, errMalformed) {
+			t.Errorf("message cut to %d of %d bytes: %v, want errMalformed", n, len(m.Data), err)
+		}
+	}
+}
+
+// The hand-written JSON is what encoding/json makes of the struct tags.
+func TestExpectationJSONMatchesReflection(t *testing.T) {
+	type plain Expectation // without the MarshalJSON method
+	var xs []Expectation
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		if x, err := decodeExpectation(m.Data); err == nil && m.Header.Type>>8 == unix.NFNL_SUBSYS_CTNETLINK_EXP {
+			xs = append(xs, x)
+		}
+	}
+	for _, m := range []netlink.Message{
+		expectationMessage(t, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), "ftp", 7, 1),
+		expectationMessage(t, netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), "a<b>&\"c\\\x01é\xff", 0, 0),
+	} {
+		x, err := decodeExpectation(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		xs = append(xs, x)
+	}
+	xs = append(xs, Expectation{}, Expectation{Flags: []string{}, Master: Tuple{Src: netip.MustParseAddr("fe80::1%eth0")}})
+	var plains []plain
+	for _, x := range xs {
+		got, err := json.Marshal(x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := json.Marshal(plain(x))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("JSON\n %s\nencoding/json\n %s", got, want)
+		}
+		plains = append(plains, plain(x))
+	}
+	for _, n := range []int{0, 1, len(xs)} {
+		var buf bytes.Buffer
+		if err := WriteJSON(&buf, xs[:n]); err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(plains[:n])
+		if n == 0 {
+			want = []byte("[]")
+		}
+		if got := buf.String(); got != string(want)+"\n" {
+			t.Errorf("WriteJSON of %d\n %s\nencoding/json\n %s", n, got, want)
 		}
 	}
 }

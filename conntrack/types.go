@@ -22,7 +22,17 @@ type Tuple struct {
 // compare orders tuples by source, source port, destination and
 // destination port.
 func (t Tuple) compare(u Tuple) int {
-	return cmp.Or(t.Src.Compare(u.Src), cmp.Compare(t.SPort, u.SPort), t.Dst.Compare(u.Dst), cmp.Compare(t.DPort, u.DPort))
+	// Not cmp.Or, which would compute every comparison before choosing.
+	if c := t.Src.Compare(u.Src); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(t.SPort, u.SPort); c != 0 {
+		return c
+	}
+	if c := t.Dst.Compare(u.Dst); c != 0 {
+		return c
+	}
+	return cmp.Compare(t.DPort, u.DPort)
 }
 
 // String formats t as "src:sport -> dst:dport"; a zero port prints as "*".
@@ -117,10 +127,8 @@ type Event struct {
 func (e Event) MarshalJSON() ([]byte, error) {
 	switch {
 	case e.Expectation != nil:
-		return json.Marshal(struct {
-			Event EventType `json:"event"`
-			*Expectation
-		}{e.Type, e.Expectation})
+		b := appendString(append(make([]byte, 0, 512), `{"event":`...), string(e.Type))
+		return e.Expectation.appendFields(append(b, ',')), nil
 	case e.Related != nil:
 		return json.Marshal(struct {
 			Event EventType `json:"event"`
@@ -189,35 +197,6 @@ var expectFlags = []struct {
 	bit  uint32
 	name string
 }{{1, "permanent"}, {2, "inactive"}, {4, "userspace"}}
-
-// expectationOf converts the wire library's expectation.
-func expectationOf(x ct.Expect) Expectation {
-	e := Expectation{
-		ID:       x.ID,
-		Helper:   x.HelpName,
-		Proto:    protoName(x.Tuple.Proto.Protocol),
-		Timeout:  x.Timeout,
-		Master:   tupleOf(x.TupleMaster),
-		Expected: tupleOf(x.Tuple),
-		Mask:     tupleOf(x.Mask),
-		Zone:     x.Zone,
-		Class:    x.Class,
-		Flags:    []string{},
-	}
-	for _, f := range expectFlags {
-		if x.Flags&f.bit != 0 {
-			e.Flags = append(e.Flags, f.name)
-		}
-	}
-	if x.NAT.Tuple.IP.SourceAddress.IsValid() || x.NAT.Tuple.IP.DestinationAddress.IsValid() {
-		dir := "original"
-		if x.NAT.Direction {
-			dir = "reply"
-		}
-		e.NAT = &NAT{Dir: dir, Tuple: tupleOf(x.NAT.Tuple)}
-	}
-	return e
-}
 
 // relatedOf converts a new flow that the kernel marked as expected, or
 // returns false for any other flow.

@@ -1,8 +1,8 @@
 package conntrack
 
 import (
-	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"github.com/ti-mo/netfilter"
@@ -116,16 +117,32 @@ func (n *namespace) goneErr() error {
 	return fmt.Errorf("watch %s: %w", n.path, ErrNetNSGone)
 }
 
+// dial connects to conntrack in the namespace through
+// github.com/ti-mo/conntrack, for what it decodes: connections.
 func (n *namespace) dial() (*ct.Conn, error) {
-	cfg := &netlink.Config{}
-	if n.fd >= 0 {
-		cfg.NetNS = n.fd
-	}
-	c, err := ct.Dial(cfg)
+	c, err := ct.Dial(n.config())
 	if err != nil {
 		return nil, fmt.Errorf("connect to conntrack: %w", unsupported(err))
 	}
 	return c, nil
+}
+
+// socket opens a netlink socket to nfnetlink in the namespace, for dumps and
+// events that this package reads itself.
+func (n *namespace) socket() (*netlink.Conn, error) {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, n.config())
+	if err != nil {
+		return nil, fmt.Errorf("connect to conntrack: %w", unsupported(err))
+	}
+	return nc, nil
+}
+
+func (n *namespace) config() *netlink.Config {
+	cfg := &netlink.Config{}
+	if n.fd >= 0 {
+		cfg.NetNS = n.fd
+	}
+	return cfg
 }
 
 // unsupported marks the errors of a kernel without conntrack's netlink
@@ -149,27 +166,66 @@ func List(opts ...Option) ([]Expectation, error) {
 		return nil, err
 	}
 	defer ns.close()
-	c, err := ns.dial()
+	return ns.list(o.helper)
+}
+
+// list dumps the namespace's expectations, decoding each message as it
+// arrives and keeping only those of helper ("" keeps all).
+func (n *namespace) list(helper string) ([]Expectation, error) {
+	nc, err := n.socket()
 	if err != nil {
 		return nil, err
 	}
-	defer c.Close()
-	return list(c, o.helper)
-}
-
-func list(c *ct.Conn, helper string) ([]Expectation, error) {
-	xs, err := c.DumpExpect()
-	if err != nil {
+	defer nc.Close()
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_CTNETLINK_EXP<<8 | ipctnlMsgExpGet),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		// nfgenmsg: AF_UNSPEC dumps IPv4 and IPv6.
+		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
+	}
+	if _, err := nc.Send(req); err != nil {
 		return nil, fmt.Errorf("list expectations: %w", unsupported(err))
 	}
 	out := []Expectation{}
-	for _, x := range xs {
-		if helper == "" || x.HelpName == helper {
-			out = append(out, expectationOf(x))
+	var derr error
+	err = nlio.Receive(nc, true, func(m netlink.Message) bool {
+		switch m.Header.Type {
+		case netlink.Done:
+			return true
+		case netlink.Error:
+			if len(m.Data) < 4 {
+				derr = errMalformed
+			} else if code := int32(binary.NativeEndian.Uint32(m.Data)); code < 0 {
+				derr = syscall.Errno(-code)
+			}
+			return true
 		}
+		x, err := decodeExpectation(m.Data)
+		if err != nil {
+			derr = err
+			return true
+		}
+		if helper == "" || x.Helper == helper {
+			out = append(out, x)
+		}
+		return false
+	})
+	if err == nil {
+		err = derr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list expectations: %w", unsupported(err))
 	}
 	slices.SortFunc(out, func(a, b Expectation) int {
-		return cmp.Or(strings.Compare(a.Helper, b.Helper), a.Master.compare(b.Master), a.Expected.compare(b.Expected))
+		if c := strings.Compare(a.Helper, b.Helper); c != 0 {
+			return c
+		}
+		if c := a.Master.compare(b.Master); c != 0 {
+			return c
+		}
+		return a.Expected.compare(b.Expected)
 	})
 	return out, nil
 }
@@ -185,50 +241,69 @@ type expKey struct {
 	master, expected Tuple
 }
 
-// listener is one subscription to conntrack events.
+// listener is one subscription to conntrack events: a goroutine reads the
+// socket and hands over messages, or the error that ended it.
 type listener struct {
-	conn   *ct.Conn
-	events chan ct.Event
-	errs   chan error
+	conn    *netlink.Conn
+	msgs    chan netlink.Message
+	errs    chan error
+	done    chan struct{} // closed to stop the goroutine
+	stopped chan struct{} // closed when it has stopped
 }
 
+// watchGroups are the multicast groups a watch joins: new connections (for
+// related data connections), new and destroyed expectations.
 var watchGroups = []netfilter.NetlinkGroup{netfilter.GroupCTNew, netfilter.GroupCTExpNew, netfilter.GroupCTExpDestroy}
 
 func listen(ns *namespace, readBuffer int) (*listener, error) {
-	c, err := ns.dial()
+	nc, err := ns.socket()
 	if err != nil {
 		return nil, err
 	}
 	if readBuffer > 0 {
-		if err := c.SetReadBuffer(readBuffer); err != nil {
-			c.Close()
+		if err := nc.SetReadBuffer(readBuffer); err != nil {
+			nc.Close()
 			return nil, fmt.Errorf("set read buffer: %w", err)
 		}
 	}
-	l := &listener{conn: c, events: make(chan ct.Event, 64)}
-	if l.errs, err = c.Listen(l.events, 1, watchGroups); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("listen for conntrack events: %w", err)
+	for _, g := range watchGroups {
+		if err := nc.JoinGroup(uint32(g)); err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("listen for conntrack events: %w", err)
+		}
 	}
+	l := &listener{conn: nc, msgs: make(chan netlink.Message, 64), errs: make(chan error, 1), done: make(chan struct{}), stopped: make(chan struct{})}
+	go l.read()
 	return l, nil
 }
 
-// close stops the listener. The library's Close waits for its worker, which
-// may be blocked sending an event or an error, so both are drained meanwhile.
-func (l *listener) close() {
-	done := make(chan struct{})
-	go func() {
-		for {
+// read receives until the socket fails or is closed.
+func (l *listener) read() {
+	defer close(l.stopped)
+	for {
+		ms, err := l.conn.Receive()
+		if err != nil {
 			select {
-			case <-l.events:
-			case <-l.errs:
-			case <-done:
+			case l.errs <- err:
+			case <-l.done:
+			}
+			return
+		}
+		for _, m := range ms {
+			select {
+			case l.msgs <- m:
+			case <-l.done:
 				return
 			}
 		}
-	}()
+	}
+}
+
+// close closes the socket and waits for the goroutine to stop.
+func (l *listener) close() {
+	close(l.done)
 	l.conn.Close()
-	close(done)
+	<-l.stopped
 }
 
 // Watch reports events to handle until ctx ends (then it returns nil) or the
@@ -250,7 +325,7 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 	}
 	defer query.Close()
 
-	w := &watcher{o: o, query: query, handle: handle, known: map[expKey]Expectation{}, masters: map[Tuple]master{}}
+	w := &watcher{o: o, ns: ns, query: query, handle: handle, known: map[expKey]Expectation{}, masters: map[Tuple]master{}}
 	l, err := listen(ns, o.readBuffer)
 	if err != nil {
 		return err
@@ -274,8 +349,8 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case ev := <-l.events:
-			w.event(ev)
+		case m := <-l.msgs:
+			w.message(m)
 		case err := <-l.errs:
 			if !errors.Is(err, syscall.ENOBUFS) {
 				if gone := ns.goneErr(); gone != nil {
@@ -283,7 +358,7 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 				}
 				return fmt.Errorf("watch conntrack events: %w", err)
 			}
-			// The worker has ended; replace the socket and resynchronise.
+			// The kernel dropped events; start afresh and resynchronise.
 			l.close()
 			next, err := listen(ns, o.readBuffer)
 			if err != nil {
@@ -306,7 +381,8 @@ func Watch(ctx context.Context, handle func(Event), opts ...Option) error {
 // watcher holds what a watch knows.
 type watcher struct {
 	o      options
-	query  *ct.Conn
+	ns     *namespace
+	query  *ct.Conn // asks for a master connection's helper
 	handle func(Event)
 	// known are the live expectations by key.
 	known map[expKey]Expectation
@@ -347,34 +423,46 @@ func (w *watcher) forget(cutoff time.Time) {
 
 func (w *watcher) wanted(helper string) bool { return w.o.helper == "" || helper == w.o.helper }
 
-func (w *watcher) event(ev ct.Event) {
-	switch {
-	case ev.Type == ct.EventExpNew && ev.Expect != nil:
-		x := expectationOf(*ev.Expect)
-		w.known[key(x)] = x
-		w.remember(x.Master, x.Helper)
-		if w.wanted(x.Helper) {
-			w.handle(Event{Type: EventNew, Expectation: &x})
+// message handles one event message from the kernel.
+func (w *watcher) message(m netlink.Message) {
+	sub, typ := m.Header.Type>>8, m.Header.Type&0xff
+	if sub == unix.NFNL_SUBSYS_CTNETLINK_EXP && (typ == ipctnlMsgExpNew || typ == ipctnlMsgExpDelete) {
+		x, err := decodeExpectation(m.Data)
+		if err != nil {
+			return
 		}
-	case ev.Type == ct.EventExpDestroy && ev.Expect != nil:
-		x := expectationOf(*ev.Expect)
+		if typ == ipctnlMsgExpNew {
+			w.known[key(x)] = x
+			w.remember(x.Master, x.Helper)
+			if w.wanted(x.Helper) {
+				w.handle(Event{Type: EventNew, Expectation: &x})
+			}
+			return
+		}
 		delete(w.known, key(x))
 		if w.wanted(x.Helper) {
 			w.handle(Event{Type: EventDestroy, Expectation: &x})
 		}
-	case ev.Type == ct.EventNew && ev.Flow != nil:
-		if ev.Flow.Helper.Name != "" {
-			// A control connection that got a helper.
-			w.remember(tupleOf(ev.Flow.TupleOrig), ev.Flow.Helper.Name)
-		}
-		r, ok := relatedOf(*ev.Flow)
-		if !ok {
-			return
-		}
-		r.Helper = w.helperOf(r.Master)
-		if w.wanted(r.Helper) {
-			w.handle(Event{Type: EventRelated, Related: &r})
-		}
+		return
+	}
+	if sub != unix.NFNL_SUBSYS_CTNETLINK {
+		return
+	}
+	var ev ct.Event
+	if err := ev.Unmarshal(m); err != nil || ev.Type != ct.EventNew || ev.Flow == nil {
+		return
+	}
+	if ev.Flow.Helper.Name != "" {
+		// A control connection that got a helper.
+		w.remember(tupleOf(ev.Flow.TupleOrig), ev.Flow.Helper.Name)
+	}
+	r, ok := relatedOf(*ev.Flow)
+	if !ok {
+		return
+	}
+	r.Helper = w.helperOf(r.Master)
+	if w.wanted(r.Helper) {
+		w.handle(Event{Type: EventRelated, Related: &r})
 	}
 }
 
@@ -402,7 +490,7 @@ func (w *watcher) helperOf(t Tuple) string {
 // resync lists the expectations and, when lost is true, reports a lost event
 // and the differences from what the watch knew.
 func (w *watcher) resync(lost bool) error {
-	xs, err := list(w.query, "")
+	xs, err := w.ns.list("")
 	if err != nil {
 		return err
 	}

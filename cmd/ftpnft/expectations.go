@@ -69,11 +69,9 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return fail(stderr, "expectations", err)
 	}
 	if *asJSON {
-		b, err := json.Marshal(xs)
-		if err != nil {
+		if err := conntrack.WriteJSON(stdout, xs); err != nil {
 			return fail(stderr, "expectations", err)
 		}
-		fmt.Fprintf(stdout, "%s\n", b)
 		return exitOK
 	}
 	if len(xs) == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/ftpnft/ftpnft/selftest"
@@ -19,6 +20,12 @@ func main() {
 		}
 		os.Exit(exitOK)
 	}
+	// ftpnft's commands are short and allocate a few MiB. At Go's default
+	// heap goal (4 MiB) most of them stopped for a garbage collection,
+	// starting its worker threads, just before exiting: 10% of an
+	// `expectations --json` of 4,000 (docs/BENCHMARKS.md). A watch keeps a
+	// small live heap, so five times it is still small.
+	debug.SetGCPercent(400)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()

@@ -256,25 +256,33 @@ func TestErrors(t *testing.T) {
 	}
 }
 
+// decodeLikeTiMo decodes an expectation message and checks that
+// github.com/ti-mo/conntrack reads the same, field by field.
+func decodeLikeTiMo(t *testing.T, m netlink.Message) Expectation {
+	t.Helper()
+	var ev ct.Event
+	if err := ev.Unmarshal(m); err != nil || ev.Expect == nil {
+		t.Fatalf("ti-mo: %v", err)
+	}
+	got, err := decodeExpectation(m.Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := expectationOf(*ev.Expect); !reflect.DeepEqual(got, want) {
+		t.Errorf("decoded\n %+v\nti-mo decodes\n %+v", got, want)
+	}
+	return got
+}
+
 // decodeExpectation reads the kernel's expectation messages as
-// github.com/ti-mo/conntrack does, field by field.
+// github.com/ti-mo/conntrack does.
 func TestDecodeExpectationMatchesTiMo(t *testing.T) {
 	n := 0
 	for _, m := range readFixture(t, "ftp-events.hex") {
 		if m.Header.Type>>8 != unix.NFNL_SUBSYS_CTNETLINK_EXP {
 			continue
 		}
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil || ev.Expect == nil {
-			t.Fatalf("ti-mo: %v", err)
-		}
-		got, err := decodeExpectation(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := expectationOf(*ev.Expect); !reflect.DeepEqual(got, want) {
-			t.Errorf("decoded\n %+v\nti-mo decodes\n %+v", got, want)
-		}
+		decodeLikeTiMo(t, m)
 		n++
 	}
 	if n != 4 {
@@ -343,17 +351,7 @@ func TestDecodeExpectationAllFields(t *testing.T) {
 		expectationMessage(t, netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1"), "ftp", 3, 1),
 		expectationMessage(t, netip.MustParseAddr("2001:db8::2"), netip.MustParseAddr("2001:db8::1"), "irc", 4, 0),
 	} {
-		var ev ct.Event
-		if err := ev.Unmarshal(m); err != nil || ev.Expect == nil {
-			t.Fatalf("ti-mo: %v", err)
-		}
-		got, err := decodeExpectation(m.Data)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want := expectationOf(*ev.Expect); !reflect.DeepEqual(got, want) {
-			t.Errorf("decoded\n %+v\nti-mo decodes\n %+v", got, want)
-		}
+		got := decodeLikeTiMo(t, m)
 		if got.NAT == nil || len(got.Flags) == 0 || got.Zone != 5 || got.Class != 1 || got.ID != 7 || got.Timeout != 42 {
 			t.Errorf("fields lost: %+v", got)
 		}

@@ -402,7 +402,11 @@ func TestExpectationJSONMatchesReflection(t *testing.T) {
 	}
 	for _, n := range []int{0, 1, len(xs)} {
 		var buf bytes.Buffer
-		if err := WriteJSON(&buf, xs[:n]); err != nil {
+		a := newArray(&buf)
+		for _, x := range xs[:n] {
+			a.add(x)
+		}
+		if err := a.close(); err != nil {
 			t.Fatal(err)
 		}
 		want, _ := json.Marshal(plains[:n])
@@ -410,7 +414,7 @@ func TestExpectationJSONMatchesReflection(t *testing.T) {
 			want = []byte("[]")
 		}
 		if got := buf.String(); got != string(want)+"\n" {
-			t.Errorf("WriteJSON of %d\n %s\nencoding/json\n %s", n, got, want)
+			t.Errorf("array of %d\n %s\nencoding/json\n %s", n, got, want)
 		}
 	}
 }

@@ -18,22 +18,52 @@ func (x Expectation) MarshalJSON() ([]byte, error) {
 	return x.appendJSON(make([]byte, 0, 512)), nil
 }
 
-// WriteJSON writes xs to w as one JSON array and a newline, as
-// json.Marshal(xs) would encode it, one expectation at a time: the encoding
-// never holds more than one.
-func WriteJSON(w io.Writer, xs []Expectation) error {
-	bw := bufio.NewWriterSize(w, 64<<10)
-	b := make([]byte, 0, 512)
-	bw.WriteByte('[')
-	for i, x := range xs {
-		b = b[:0]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		bw.Write(x.appendJSON(b))
+// WriteJSON writes the live expectations that [List] would return to w, as
+// one JSON array and a newline, each as its message arrives from the kernel:
+// in the kernel's order, not sorted, so that memory does not grow with
+// their number (List holds them all to sort them). Each is encoded as
+// json.Marshal encodes an Expectation. On an error w may hold part of the
+// array.
+func WriteJSON(w io.Writer, opts ...Option) error {
+	o := collect(opts)
+	ns, err := openNamespace(o)
+	if err != nil {
+		return err
 	}
-	bw.WriteString("]\n")
-	return bw.Flush()
+	defer ns.close()
+	a := newArray(w)
+	if err := ns.each(o.helper, a.add); err != nil {
+		return err
+	}
+	return a.close()
+}
+
+// array writes a JSON array of expectations, one at a time.
+type array struct {
+	bw *bufio.Writer
+	b  []byte
+	n  int
+}
+
+func newArray(w io.Writer) *array {
+	a := &array{bw: bufio.NewWriterSize(w, 64<<10), b: make([]byte, 0, 512)}
+	a.bw.WriteByte('[')
+	return a
+}
+
+func (a *array) add(x Expectation) {
+	a.b = a.b[:0]
+	if a.n > 0 {
+		a.b = append(a.b, ',')
+	}
+	a.n++
+	a.bw.Write(x.appendJSON(a.b))
+}
+
+// close ends the array and flushes it.
+func (a *array) close() error {
+	a.bw.WriteString("]\n")
+	return a.bw.Flush()
 }
 
 func (x *Expectation) appendJSON(b []byte) []byte {

@@ -169,12 +169,32 @@ func List(opts ...Option) ([]Expectation, error) {
 	return ns.list(o.helper)
 }
 
-// list dumps the namespace's expectations, decoding each message as it
-// arrives and keeping only those of helper ("" keeps all).
+// list returns the namespace's expectations of helper ("" keeps all),
+// sorted.
 func (n *namespace) list(helper string) ([]Expectation, error) {
+	out := []Expectation{}
+	if err := n.each(helper, func(x Expectation) { out = append(out, x) }); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out, func(a, b Expectation) int {
+		if c := strings.Compare(a.Helper, b.Helper); c != 0 {
+			return c
+		}
+		if c := a.Master.compare(b.Master); c != 0 {
+			return c
+		}
+		return a.Expected.compare(b.Expected)
+	})
+	return out, nil
+}
+
+// each dumps the namespace's expectations and hands those of helper (""
+// keeps all) to fn one at a time, in the kernel's order, as their messages
+// arrive.
+func (n *namespace) each(helper string, fn func(Expectation)) error {
 	nc, err := n.socket()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer nc.Close()
 	req := netlink.Message{
@@ -186,9 +206,8 @@ func (n *namespace) list(helper string) ([]Expectation, error) {
 		Data: []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0},
 	}
 	if _, err := nc.Send(req); err != nil {
-		return nil, fmt.Errorf("list expectations: %w", unsupported(err))
+		return fmt.Errorf("list expectations: %w", unsupported(err))
 	}
-	out := []Expectation{}
 	var derr error
 	err = nlio.Receive(nc, true, func(m netlink.Message) bool {
 		switch m.Header.Type {
@@ -208,7 +227,7 @@ func (n *namespace) list(helper string) ([]Expectation, error) {
 			return true
 		}
 		if helper == "" || x.Helper == helper {
-			out = append(out, x)
+			fn(x)
 		}
 		return false
 	})
@@ -216,18 +235,9 @@ func (n *namespace) list(helper string) ([]Expectation, error) {
 		err = derr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("list expectations: %w", unsupported(err))
+		return fmt.Errorf("list expectations: %w", unsupported(err))
 	}
-	slices.SortFunc(out, func(a, b Expectation) int {
-		if c := strings.Compare(a.Helper, b.Helper); c != 0 {
-			return c
-		}
-		if c := a.Master.compare(b.Master); c != 0 {
-			return c
-		}
-		return a.Expected.compare(b.Expected)
-	})
-	return out, nil
+	return nil
 }
 
 // key identifies an expectation across events and dumps.

@@ -64,15 +64,15 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return exitOK
 	}
 
-	xs, err := conntrack.List(opts...)
-	if err != nil {
-		return fail(stderr, "expectations", err)
-	}
 	if *asJSON {
-		if err := conntrack.WriteJSON(stdout, xs); err != nil {
+		if err := conntrack.WriteJSON(stdout, opts...); err != nil {
 			return fail(stderr, "expectations", err)
 		}
 		return exitOK
+	}
+	xs, err := conntrack.List(opts...)
+	if err != nil {
+		return fail(stderr, "expectations", err)
 	}
 	if len(xs) == 0 {
 		fmt.Fprintln(stdout, "no expectations")

@@ -113,7 +113,8 @@ Flags (expectations):
                       "" for all)
   --watch             stream events until interrupted: new, destroy, related
                       (a data connection admitted as expected), lost
-  --json              a JSON array; with --watch one JSON object per line
+  --json              a JSON array, in the kernel's order (the table is sorted);
+                      with --watch one JSON object per line
 
 Exit status: 0 ok, 1 failure (permission, kernel), 2 usage or invalid input.
 A failed install or uninstall changes nothing.

@@ -54,9 +54,43 @@ func runIn(b *testing.B, h *Host, argv ...string) int64 {
 	return kib
 }
 
-// reportRSS reports the mean of peak resident memories in KiB.
-func reportRSS(b *testing.B, total int64, n int) {
-	b.ReportMetric(float64(total)/float64(n), "KiB-maxrss")
+// command is one side of a side-by-side benchmark.
+type command struct {
+	name  string
+	argv  []string
+	after func() // undoes what the command did, untimed; nil: nothing
+}
+
+// sideBySide runs ftpnft and then other, once each per iteration, so that
+// drift in the machine's speed falls on both alike. It reports each one's
+// median time and peak memory, and the ratios ftpnft / other.
+func sideBySide(b *testing.B, h *Host, ftpnft, other command) {
+	var ms, kib [2][]float64
+	for b.Loop() {
+		for i, c := range []command{ftpnft, other} {
+			start := time.Now()
+			rss := runIn(b, h, c.argv...)
+			ms[i] = append(ms[i], float64(time.Since(start).Microseconds())/1000)
+			kib[i] = append(kib[i], float64(rss))
+			if c.after != nil {
+				b.StopTimer()
+				c.after()
+				b.StartTimer()
+			}
+		}
+	}
+	for i, c := range []command{ftpnft, other} {
+		b.ReportMetric(median(ms[i]), "ms-"+c.name)
+		b.ReportMetric(median(kib[i]), "KiB-maxrss-"+c.name)
+	}
+	b.ReportMetric(median(ms[0])/median(ms[1]), "ratio-time")
+	b.ReportMetric(median(kib[0])/median(kib[1]), "ratio-maxrss")
+}
+
+func median(xs []float64) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	return xs[len(xs)/2]
 }
 
 // sourceFile writes an allowlist of n IPv4 networks that do not merge
@@ -76,7 +110,8 @@ func sourceFile(b *testing.B, n int) string {
 // BenchmarkApply: `ftpnft install` against `nft -f` of ftpnft's own render
 // output (the identical ruleset), from no table, at the default
 // configuration and with a 10,000-network allowlist; and a re-install that
-// finds nothing to change, which must commit nothing.
+// finds nothing to change, which must commit nothing. The two tools take
+// turns within each iteration (sideBySide).
 func BenchmarkApply(b *testing.B) {
 	h := NewHost(b, "apply")
 	for _, n := range []int{0, 10000} {
@@ -94,25 +129,9 @@ func BenchmarkApply(b *testing.B) {
 		}
 		install := append([]string{ftpnftBin, "install"}, args...)
 
-		b.Run(fmt.Sprintf("nft-f/sources=%d", n), func(b *testing.B) {
-			var rss int64
-			for b.Loop() {
-				rss += runIn(b, h, "nft", "-f", rendered)
-				b.StopTimer()
-				h.MustExec(b, "nft", "delete", "table", "inet", nft.DefaultTable)
-				b.StartTimer()
-			}
-			reportRSS(b, rss, b.N)
-		})
-		b.Run(fmt.Sprintf("ftpnft/sources=%d", n), func(b *testing.B) {
-			var rss int64
-			for b.Loop() {
-				rss += runIn(b, h, install...)
-				b.StopTimer()
-				h.MustExec(b, ftpnftBin, "uninstall")
-				b.StartTimer()
-			}
-			reportRSS(b, rss, b.N)
+		b.Run(fmt.Sprintf("install/sources=%d", n), func(b *testing.B) {
+			drop := func() { h.MustExec(b, "nft", "delete", "table", "inet", nft.DefaultTable) }
+			sideBySide(b, h, command{"ftpnft", install, drop}, command{"nft-f", []string{"nft", "-f", rendered}, drop})
 		})
 		b.Run(fmt.Sprintf("ftpnft-noop/sources=%d", n), func(b *testing.B) {
 			runIn(b, h, install...)
@@ -120,9 +139,9 @@ func BenchmarkApply(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			var rss int64
+			var kib []float64
 			for b.Loop() {
-				rss += runIn(b, h, install...)
+				kib = append(kib, float64(runIn(b, h, install...)))
 			}
 			after, err := nft.Generation(nft.WithNetNS(h.Path))
 			if err != nil {
@@ -131,7 +150,7 @@ func BenchmarkApply(b *testing.B) {
 			if after != before {
 				b.Fatalf("%d re-installs with nothing to change committed %d batches", b.N, after-before)
 			}
-			reportRSS(b, rss, b.N)
+			b.ReportMetric(median(kib), "KiB-maxrss-ftpnft")
 			b.StopTimer()
 			h.MustExec(b, ftpnftBin, "uninstall")
 		})
@@ -264,8 +283,9 @@ func waitExpectations(b *testing.B, srv *Host, n int) {
 
 // BenchmarkList: `ftpnft expectations --json` against `conntrack -L
 // expect` with 1,000 to 4,000 live expectations (nf_conntrack_expect_max is
-// 4096 and read-only inside a namespace), and the library's List with its
-// memory per expectation.
+// 4096 and read-only inside a namespace), taking turns within each
+// iteration (sideBySide); and the library's List with its memory per
+// expectation.
 func BenchmarkList(b *testing.B) {
 	srv, cli := loadPair(b)
 	var conns []*controlConn
@@ -279,19 +299,9 @@ func BenchmarkList(b *testing.B) {
 			b.Fatalf("ftpnft expectations --json listed %d expectations (%v), want %d", len(listed), err, n)
 		}
 
-		b.Run(fmt.Sprintf("conntrack/expectations=%d", n), func(b *testing.B) {
-			var rss int64
-			for b.Loop() {
-				rss += runIn(b, srv, "conntrack", "-L", "expect")
-			}
-			reportRSS(b, rss, b.N)
-		})
-		b.Run(fmt.Sprintf("ftpnft/expectations=%d", n), func(b *testing.B) {
-			var rss int64
-			for b.Loop() {
-				rss += runIn(b, srv, ftpnftBin, "expectations", "--json")
-			}
-			reportRSS(b, rss, b.N)
+		b.Run(fmt.Sprintf("list/expectations=%d", n), func(b *testing.B) {
+			sideBySide(b, srv, command{"ftpnft", []string{ftpnftBin, "expectations", "--json"}, nil},
+				command{"conntrack", []string{"conntrack", "-L", "expect"}, nil})
 		})
 		b.Run(fmt.Sprintf("library/expectations=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
@@ -432,11 +442,6 @@ func BenchmarkTransfer(b *testing.B) {
 			}
 			speeds[i] = append(speeds[i], speed)
 		}
-	}
-	median := func(xs []float64) float64 {
-		xs = slices.Clone(xs)
-		slices.Sort(xs)
-		return xs[len(xs)/2]
 	}
 	none := median(speeds[0])
 	b.ReportMetric(none/(1<<20), "MiB/s-none")

@@ -211,13 +211,15 @@ func (n *namespace) each(helper string, fn func(Expectation)) error {
 	var derr error
 	err = nlio.Receive(nc, true, func(m netlink.Message) bool {
 		switch m.Header.Type {
-		case netlink.Done:
-			return true
-		case netlink.Error:
-			if len(m.Data) < 4 {
+		case netlink.Done, netlink.Error:
+			// Both carry an error code: the request's, or that of a dump
+			// that failed part way.
+			if len(m.Data) >= 4 {
+				if code := int32(binary.NativeEndian.Uint32(m.Data)); code < 0 {
+					derr = syscall.Errno(-code)
+				}
+			} else if m.Header.Type == netlink.Error {
 				derr = errMalformed
-			} else if code := int32(binary.NativeEndian.Uint32(m.Data)); code < 0 {
-				derr = syscall.Errno(-code)
 			}
 			return true
 		}

@@ -2,16 +2,15 @@ package nft
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"syscall"
 
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
-	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
@@ -239,7 +238,6 @@ func acks(ms []netlink.Message) []reply {
 	return out
 }
 
-
 // batchMessage is NFNL_MSG_BATCH_BEGIN or _END for nf_tables; a begin with a
 // non-zero gen carries it as NFNL_BATCH_GENID.
 func batchMessage(typ uint16, gen uint32) netlink.Message {
@@ -325,11 +323,10 @@ const stampType = 0xf7
 const nftaTableUserdata = 6
 
 // stamp returns the table user data for fingerprint fp at generation gen.
-func stamp(fp string, gen uint32) []byte {
-	sum := sha256.Sum256([]byte(fp))
-	b := []byte{stampType, byte(4 + len(sum))}
+func stamp(fp fingerprint, gen uint32) []byte {
+	b := []byte{stampType, byte(4 + len(fp))}
 	b = binary.BigEndian.AppendUint32(b, gen)
-	return append(b, sum[:]...)
+	return append(b, fp[:]...)
 }
 
 // nextGeneration is the generation after a commit at gen: the kernel skips
@@ -359,7 +356,7 @@ func tableMessage(name string, udata []byte) netlink.Message {
 // stamped reports whether table carries the stamp of fp at the current
 // generation: ftpnft created it from a ruleset with fingerprint fp, and
 // nothing has been committed since.
-func (c *conn) stamped(table, fp string) (bool, error) {
+func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 	gen, err := c.generation()
 	if err != nil {
 		return false, err

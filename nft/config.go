@@ -326,15 +326,16 @@ func ReadSourceFile(path string) ([]netip.Prefix, error) {
 		return nil, fmt.Errorf("source file: %w", err)
 	}
 	out := make([]netip.Prefix, 0, bytes.Count(data, []byte{'\n'})+1)
-	for n := 1; len(data) > 0; n++ {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte{'\n'})
-		line, _, _ = bytes.Cut(line, []byte{'#'})
-		line = bytes.TrimSpace(line)
+	text := string(data) // one copy; the lines are slices of it
+	for n := 1; len(text) > 0; n++ {
+		var line string
+		line, text, _ = strings.Cut(text, "\n")
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
 		if len(line) == 0 {
 			continue
 		}
-		p, err := ParseSource(string(line))
+		p, err := ParseSource(line)
 		if err != nil {
 			return nil, fmt.Errorf("source file %s:%d: %w", path, n, err)
 		}

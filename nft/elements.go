@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -18,18 +19,29 @@ import (
 // elementsMessage is an NFT_MSG_NEWSETELEM that adds els to set in table,
 // encoded as nft encodes it.
 func elementsMessage(table, set string, els []element) netlink.Message {
-	b := make([]byte, 0, 64+len(els)*36)
+	// nfgenmsg, table, set, the list's header
+	size := 4 + unix.NLA_HDRLEN + nlio.Align(len(table)+1) + unix.NLA_HDRLEN + nlio.Align(len(set)+1) + unix.NLA_HDRLEN
+	for _, e := range els {
+		size += 3*unix.NLA_HDRLEN + e.Key.BitLen()/8 // element, key, value
+		if e.IntervalEnd {
+			size += unix.NLA_HDRLEN + 4 // flags
+		}
+	}
+	b := make([]byte, 0, size)
 	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
 	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
 	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
 	list := beginNest(&b, unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+	var end [4]byte
+	binary.BigEndian.PutUint32(end[:], unix.NFT_SET_ELEM_INTERVAL_END)
 	for _, e := range els {
 		item := beginNest(&b, unix.NFTA_LIST_ELEM)
 		if e.IntervalEnd {
-			b = appendAttr(b, unix.NFTA_SET_ELEM_FLAGS, binary.BigEndian.AppendUint32(nil, unix.NFT_SET_ELEM_INTERVAL_END))
+			b = appendAttr(b, unix.NFTA_SET_ELEM_FLAGS, end[:])
 		}
 		key := beginNest(&b, unix.NFTA_SET_ELEM_KEY)
-		b = appendAttr(b, unix.NFTA_DATA_VALUE, e.Key.AsSlice())
+		k := e.Key.As16()
+		b = appendAttr(b, unix.NFTA_DATA_VALUE, k[16-e.Key.BitLen()/8:])
 		endNest(b, key)
 		endNest(b, item)
 	}

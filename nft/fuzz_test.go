@@ -57,7 +57,7 @@ func FuzzParseSource(f *testing.F) {
 		if err != nil || back != p {
 			t.Fatalf("ParseSource(%q) = %v; parses back to %v, %v", s, p, back, err)
 		}
-		rs := mergeRanges([]netip.Prefix{p})
+		rs := mergeRanges([]netip.Prefix{p}, p.Addr().Is6())
 		if len(rs) != 1 || rs[0].From != p.Addr() {
 			t.Fatalf("mergeRanges(%v) = %v", p, rs)
 		}

@@ -85,7 +85,8 @@ func TestRangesRoundTrip(t *testing.T) {
 	for _, s := range []string{"192.0.2.0/25", "192.0.2.128/25", "192.0.2.7/32", "10.0.0.0/8", "203.0.113.9/32", "255.255.255.0/24"} {
 		ps = append(ps, netip.MustParsePrefix(s))
 	}
-	rs := mergeRanges(ps)
+	// The IPv6 networks among them go to the other family's set.
+	rs := mergeRanges(append(ps, netip.MustParsePrefix("2001:db8::/32")), false)
 	var got []string
 	for _, r := range rs {
 		got = append(got, r.String())
@@ -95,7 +96,7 @@ func TestRangesRoundTrip(t *testing.T) {
 		t.Fatalf("mergeRanges = %v, want %v", got, want)
 	}
 	// 192.0.2.0/24 and 192.0.3.0/25 are adjacent: one range that is no prefix.
-	odd := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("192.0.3.0/25")})
+	odd := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("192.0.3.0/25")}, false)
 	if len(odd) != 1 || odd[0].String() != "192.0.2.0-192.0.3.127" {
 		t.Fatalf("adjacent ranges = %v", odd)
 	}
@@ -109,7 +110,7 @@ func TestRangesRoundTrip(t *testing.T) {
 	}
 	// IPv6, a range from the zero address (no leading end element) and one
 	// to the top (no end element), decoded from elements in reverse order.
-	v6 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("ff00::/8")})
+	v6 := mergeRanges(append([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32"), netip.MustParsePrefix("ff00::/8")}, ps...), true)
 	v6els := Set{Interval: true, Ranges: v6}.elements()
 	if v6els[0].IntervalEnd || v6els[len(v6els)-1].IntervalEnd {
 		t.Fatalf("IPv6 elements = %+v", v6els)
@@ -118,7 +119,7 @@ func TestRangesRoundTrip(t *testing.T) {
 	if back := rangesOf(v6els); !reflect.DeepEqual(back, v6) {
 		t.Fatalf("rangesOf(IPv6 reversed) = %v, want %v", back, v6)
 	}
-	all := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/0")})
+	all := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/0")}, true)
 	if els := (Set{Interval: true, Ranges: all}).elements(); len(els) != 1 || !reflect.DeepEqual(rangesOf(els), all) {
 		t.Fatalf("::/0 elements = %+v", els)
 	}
@@ -126,6 +127,23 @@ func TestRangesRoundTrip(t *testing.T) {
 		var back AddrRange
 		if err := back.UnmarshalText([]byte(r.String())); err != nil || back != r {
 			t.Errorf("UnmarshalText(%q) = %v, %v", r, back, err)
+		}
+	}
+}
+
+func TestLastAddr(t *testing.T) {
+	for p, want := range map[string]string{
+		"0.0.0.0/0":       "255.255.255.255",
+		"10.0.0.0/8":      "10.255.255.255",
+		"192.0.2.128/25":  "192.0.2.255",
+		"192.0.2.7/32":    "192.0.2.7",
+		"::/0":            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"2001:db8::/33":   "2001:db8:7fff:ffff:ffff:ffff:ffff:ffff",
+		"2001:db8::/127":  "2001:db8::1",
+		"2001:db8::7/128": "2001:db8::7",
+	} {
+		if got := lastAddr(netip.MustParsePrefix(p)); got.String() != want {
+			t.Errorf("lastAddr(%s) = %s, want %s", p, got, want)
 		}
 	}
 }
@@ -232,13 +250,20 @@ func TestLargeSourceSetIsChunked(t *testing.T) {
 // ftpnft encodes set elements itself. What it sends decodes to the same
 // elements, and so does google/nftables' encoding of them.
 func TestElementsMessage(t *testing.T) {
-	v4 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("240.0.0.0/4")})
-	v6 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32")})
+	v4 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.7/32"), netip.MustParsePrefix("240.0.0.0/4")}, false)
+	v6 := mergeRanges([]netip.Prefix{netip.MustParsePrefix("::/16"), netip.MustParsePrefix("2001:db8::/32")}, true)
 	for _, s := range []Set{{Name: "v4", Interval: true, Ranges: v4}, {Name: "v6", V6: true, Interval: true, Ranges: v6}} {
 		els := s.elements()
-		back, err := elementsOf([]netlink.Message{elementsMessage("ftpnft", s.Name, els)})
+		m := elementsMessage("ftpnft", s.Name, els)
+		back, err := elementsOf([]netlink.Message{m})
 		if err != nil || !reflect.DeepEqual(back, els) {
 			t.Fatalf("%s: elementsOf(elementsMessage(%v)) = %v, %v", s.Name, els, back, err)
+		}
+		// Sized in advance, exactly: 10,000 networks are 20,000 elements.
+		for _, table := range []string{"ftpnft", "t", "a-longer-table-name"} {
+			if m := elementsMessage(table, s.Name, els); len(m.Data) != cap(m.Data) {
+				t.Errorf("%s in table %q: %d bytes in a buffer of %d", s.Name, table, len(m.Data), cap(m.Data))
+			}
 		}
 
 		b, err := newBatch()

@@ -320,14 +320,8 @@ func controlChecks(c Config) ([]Set, *Chain) {
 	ch := &Chain{Name: controlChain}
 	if len(c.Sources) > 0 {
 		for _, v6 := range families {
-			fam := make([]netip.Prefix, 0, len(c.Sources))
-			for _, p := range c.Sources {
-				if p.Addr().Is6() == v6 {
-					fam = append(fam, p)
-				}
-			}
 			name := setName(setSources, v6)
-			sets = append(sets, Set{Name: name, V6: v6, Interval: true, Ranges: mergeRanges(fam)})
+			sets = append(sets, Set{Name: name, V6: v6, Interval: true, Ranges: mergeRanges(c.Sources, v6)})
 			ch.Rules = append(ch.Rules, rule("source not allowed "+familyOf(v6).name,
 				saddrIn{v6: v6, set: name, not: true}, counter{}, drop))
 		}

@@ -87,20 +87,39 @@ func (r AddrRange) prefix() (netip.Prefix, bool) {
 
 // lastAddr returns the highest address of p.
 func lastAddr(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().AsSlice()
-	for i := p.Bits(); i < len(b)*8; i++ {
-		b[i/8] |= 0x80 >> (i % 8)
+	a := p.Masked().Addr()
+	if a.Is4() {
+		b := a.As4()
+		setHostBits(b[:], p.Bits())
+		return netip.AddrFrom4(b)
 	}
-	a, _ := netip.AddrFromSlice(b)
-	return a
+	b := a.As16()
+	setHostBits(b[:], p.Bits())
+	return netip.AddrFrom16(b)
 }
 
-// mergeRanges turns prefixes of one family into sorted, disjoint,
-// non-adjacent ranges, as an nftables interval set must hold them.
-func mergeRanges(prefixes []netip.Prefix) []AddrRange {
-	rs := make([]AddrRange, 0, len(prefixes))
+// setHostBits sets the bits of address b after the first n.
+func setHostBits(b []byte, n int) {
+	for i := n; i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+}
+
+// mergeRanges turns the prefixes of one family (IPv6 if v6, else IPv4)
+// into sorted, disjoint, non-adjacent ranges, as an nftables interval set
+// must hold them.
+func mergeRanges(prefixes []netip.Prefix, v6 bool) []AddrRange {
+	n := 0
 	for _, p := range prefixes {
-		rs = append(rs, AddrRange{p.Masked().Addr(), lastAddr(p)})
+		if p.Addr().Is6() == v6 {
+			n++
+		}
+	}
+	rs := make([]AddrRange, 0, n)
+	for _, p := range prefixes {
+		if p.Addr().Is6() == v6 {
+			rs = append(rs, AddrRange{p.Masked().Addr(), lastAddr(p)})
+		}
 	}
 	slices.SortFunc(rs, func(a, b AddrRange) int { return a.From.Compare(b.From) })
 	out := rs[:0] // merged in place: out never overtakes r
@@ -223,18 +242,20 @@ func (s Set) flags() string {
 
 // fingerprint describes the set's definition and, for interval sets, its
 // elements; a dynamic set's elements are run-time state and left out.
-func (s Set) fingerprint() string {
-	fp := fmt.Sprintf("set %s %s flags=%s timeout=%v size=%d", s.Name, s.keyType(), s.flags(), s.Timeout, s.Size)
+func (s Set) fingerprint() []byte {
+	size := 128
+	if s.Interval {
+		size += 32 * len(s.Ranges)
+	}
+	b := fmt.Appendf(make([]byte, 0, size), "set %s %s flags=%s timeout=%v size=%d", s.Name, s.keyType(), s.flags(), s.Timeout, s.Size)
 	if s.Interval {
 		// The addresses as bytes: a 10,000-range set is compared on every
 		// re-install, and printing them cost more than reading them.
-		b := make([]byte, 0, len(fp)+1+32*len(s.Ranges))
-		b = append(append(b, fp...), ' ')
+		b = append(b, ' ')
 		for _, r := range s.Ranges {
 			from, to := r.From.As16(), r.To.As16()
 			b = append(append(b, from[:]...), to[:]...)
 		}
-		return string(b)
 	}
-	return fp
+	return b
 }

@@ -2,9 +2,9 @@
 
 staticcheck := "honnef.co/go/tools/cmd/staticcheck@v0.7.0"
 
-# Build the ftpnft binary into ./bin.
+# Build the ftpnft binary into ./bin: static, as the tests build it.
 build:
-    go build -o bin/ftpnft ./cmd/ftpnft
+    CGO_ENABLED=0 go build -o bin/ftpnft ./cmd/ftpnft
 
 # Unit tests and namespace tests (needs root, vsftpd, lftp, curl, nft, ip).
 test:

@@ -1047,7 +1047,8 @@ func checkMode(client string, want Mode, sent []Mode, runErr error) error {
 }
 
 // Do runs f on a thread inside h's namespace, so that the sockets f creates
-// (listeners, connections) belong to h; they stay there when f returns.
+// (listeners, connections) belong to h; they stay there when f returns. A
+// process that f starts (exec.Cmd.Start) is born inside h, with no wrapper.
 // The thread leaves the namespace afterwards; if it cannot, it stays locked
 // and ends with its goroutine, so no other code runs in the wrong
 // namespace.

@@ -9,9 +9,11 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -218,6 +220,40 @@ func processesWithArg(t *testing.T, arg string) []int {
 		}
 	}
 	return pids
+}
+
+// TestDoStartsProcessesInside: a process started within Host.Do (as the
+// benchmarks start theirs) lives in the host's network namespace; one
+// started outside it does not.
+func TestDoStartsProcessesInside(t *testing.T) {
+	h := NewHost(t, "do")
+	fi, err := os.Stat(h.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "net:[" + strconv.FormatUint(fi.Sys().(*syscall.Stat_t).Ino, 10) + "]"
+	netnsOf := func(inside bool) string {
+		var out bytes.Buffer
+		cmd := exec.Command("readlink", "/proc/self/ns/net")
+		cmd.Stdout = &out
+		start := cmd.Start
+		if inside {
+			start = func() error { return h.Do(cmd.Start) }
+		}
+		if err := start(); err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out.String())
+	}
+	if got := netnsOf(true); got != want {
+		t.Errorf("started within Do: namespace %s, want %s (%s)", got, want, h.Name)
+	}
+	if got := netnsOf(false); got == want {
+		t.Errorf("started outside Do: namespace %s, the host's own", got)
+	}
 }
 
 // TestModeCheck covers the reading of protocol traces without namespaces.

@@ -22,6 +22,7 @@ func TestMain(m *testing.M) {
 	}
 	ftpnftBin = filepath.Join(dir, "ftpnft")
 	build := exec.Command("go", "build", "-o", ftpnftBin, "../cmd/ftpnft")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as README builds it
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "building ftpnft:", err)

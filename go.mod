@@ -3,11 +3,8 @@ module github.com/ftpnft/ftpnft
 go 1.26.8
 
 require (
-	github.com/fclairamb/ftpserverlib v0.25.0
 	github.com/google/nftables v0.3.0
-	github.com/jlaffaye/ftp v0.2.0
 	github.com/mdlayher/netlink v1.7.3-0.20250113171957-fbb4dce95f42
-	github.com/spf13/afero v1.14.0
 	github.com/ti-mo/conntrack v0.6.0
 	github.com/ti-mo/netfilter v0.5.3
 	github.com/vishvananda/netlink v1.3.0
@@ -17,13 +14,10 @@ require (
 )
 
 require (
-	github.com/fclairamb/go-log v0.5.0 // indirect
 	github.com/google/go-cmp v0.7.0 // indirect
-	github.com/hashicorp/errwrap v1.0.0 // indirect
-	github.com/hashicorp/go-multierror v1.1.1 // indirect
 	github.com/mdlayher/socket v0.5.1 // indirect
 	github.com/pkg/errors v0.9.1 // indirect
+	github.com/stretchr/testify v1.10.0 // indirect
 	golang.org/x/net v0.39.0 // indirect
 	golang.org/x/sync v0.14.0 // indirect
-	golang.org/x/text v0.24.0 // indirect
 )

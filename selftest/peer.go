@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -15,11 +14,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
-
-	ftpserver "github.com/fclairamb/ftpserverlib"
-	"github.com/jlaffaye/ftp"
-	"github.com/spf13/afero"
 )
 
 // PeerCommand is the hidden first argument with which the binary runs as a
@@ -74,10 +70,10 @@ func digest(b []byte) string {
 func Peer(in io.Reader, out io.Writer) error {
 	enc := json.NewEncoder(out)
 	s := bufio.NewScanner(in)
-	var server *ftpserver.FtpServer
+	var running *server
 	defer func() {
-		if server != nil {
-			server.Stop()
+		if running != nil {
+			running.stop()
 		}
 	}()
 	for s.Scan() {
@@ -90,7 +86,7 @@ func Peer(in io.Reader, out io.Writer) error {
 		case "serve":
 			srv, err := serve(req.Port, payload(req.Size), req.Non20)
 			rep = result(err)
-			server = srv
+			running = srv
 		case "fetch":
 			rep = fetch(req)
 		default:
@@ -110,43 +106,249 @@ func result(err error) reply {
 	return reply{OK: true}
 }
 
-// serve starts an anonymous, read-only FTP server on port serving
-// /payload.bin.
-func serve(port int, data []byte, non20 bool) (*ftpserver.FtpServer, error) {
-	fs := afero.NewMemMapFs()
-	if err := afero.WriteFile(fs, "/payload.bin", data, 0o644); err != nil {
-		return nil, err
-	}
-	d := &driver{fs: afero.NewReadOnlyFs(fs), settings: &ftpserver.Settings{
-		ListenAddr:              fmt.Sprintf("[::]:%d", port),
-		ConnectionTimeout:       5,
-		ActiveTransferPortNon20: non20,
-		IdleTimeout:             30,
-		Banner:                  "ftpnft selftest",
-	}}
-	srv := ftpserver.NewFtpServer(d)
-	if err := srv.Listen(); err != nil {
-		return nil, err
-	}
-	go srv.Serve()
-	return srv, nil
+// server is the built-in FTP server: anonymous and read-only, it serves one
+// file, /payload.bin, in binary, over passive (PASV, EPSV) and active (PORT,
+// EPRT) data connections. That is what the ftp conntrack helper reads, and
+// all that selftest needs; an FTP server library would cost every ftpnft
+// command a millisecond of start-up (docs/BENCHMARKS.md).
+type server struct {
+	ln    net.Listener
+	data  []byte
+	non20 bool // active data connections from any port, not port 20
+
+	mu    sync.Mutex
+	conns map[net.Conn]bool // control and data connections, closed by stop
 }
 
-// driver is ftpserverlib's main driver: anyone may log in, read-only.
-type driver struct {
-	fs       afero.Fs
-	settings *ftpserver.Settings
+// serve starts the server on port of every address.
+func serve(port int, data []byte, non20 bool) (*server, error) {
+	ln, err := net.Listen("tcp", fmt.Sprintf("[::]:%d", port))
+	if err != nil {
+		return nil, err
+	}
+	s := &server{ln: ln, data: data, non20: non20, conns: map[net.Conn]bool{}}
+	go s.accept()
+	return s, nil
 }
 
-func (d *driver) GetSettings() (*ftpserver.Settings, error) { return d.settings, nil }
-func (d *driver) ClientConnected(ftpserver.ClientContext) (string, error) {
-	return "ftpnft selftest server", nil
+func (s *server) accept() {
+	for {
+		c, err := s.ln.Accept()
+		if err != nil {
+			return // stopped
+		}
+		if s.track(c) {
+			go s.session(c)
+		}
+	}
 }
-func (d *driver) ClientDisconnected(ftpserver.ClientContext) {}
-func (d *driver) AuthUser(_ ftpserver.ClientContext, _, _ string) (ftpserver.ClientDriver, error) {
-	return d.fs, nil
+
+// track registers c to be closed by stop, or closes it if stop came first.
+func (s *server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.conns == nil {
+		c.Close()
+		return false
+	}
+	s.conns[c] = true
+	return true
 }
-func (d *driver) GetTLSConfig() (*tls.Config, error) { return nil, errors.New("no TLS") }
+
+func (s *server) untrack(c net.Conn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.conns, c)
+	c.Close()
+}
+
+// stop closes the listener and every connection.
+func (s *server) stop() {
+	s.ln.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.conns = nil
+}
+
+// serverIdle is how long a control connection may stay silent.
+const serverIdle = 30 * time.Second
+
+// session serves one control connection.
+func (s *server) session(c net.Conn) {
+	defer s.untrack(c)
+	local := c.LocalAddr().(*net.TCPAddr)
+	localIP, _ := netip.AddrFromSlice(local.IP)
+	localIP = localIP.Unmap()
+	say := func(format string, a ...any) bool {
+		_, err := fmt.Fprintf(c, format+"\r\n", a...)
+		return err == nil
+	}
+	var passive net.Listener // after PASV or EPSV
+	var active string        // after PORT or EPRT: the client's data address
+	defer func() {
+		if passive != nil {
+			passive.Close()
+		}
+	}()
+	r := bufio.NewReader(c)
+	if !say("220 ftpnft selftest server") {
+		return
+	}
+	for {
+		c.SetDeadline(time.Now().Add(serverIdle))
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		verb, arg, _ := strings.Cut(strings.TrimRight(line, "\r\n"), " ")
+		ok := true
+		switch verb = strings.ToUpper(verb); verb {
+		case "USER":
+			ok = say("331 Any password will do")
+		case "PASS":
+			ok = say("230 Logged in")
+		case "TYPE":
+			ok = say("200 Binary it is")
+		case "PASV", "EPSV":
+			if passive != nil {
+				passive.Close()
+			}
+			active = ""
+			if verb == "PASV" && !localIP.Is4() {
+				passive = nil
+				ok = say("425 PASV needs IPv4; use EPSV")
+				break
+			}
+			if passive, err = net.Listen("tcp", net.JoinHostPort(localIP.String(), "0")); err != nil {
+				passive = nil
+				ok = say("425 %v", err)
+				break
+			}
+			port := passive.Addr().(*net.TCPAddr).Port
+			if verb == "PASV" {
+				a := localIP.As4()
+				ok = say("227 Entering Passive Mode (%d,%d,%d,%d,%d,%d)", a[0], a[1], a[2], a[3], port>>8, port&0xff)
+			} else {
+				ok = say("229 Entering Extended Passive Mode (|||%d|)", port)
+			}
+		case "PORT", "EPRT":
+			ap, err := parseActive(verb, arg)
+			if err != nil {
+				ok = say("501 %v", err)
+				break
+			}
+			if passive != nil {
+				passive.Close()
+				passive = nil
+			}
+			active = ap.String()
+			ok = say("200 %s accepted", verb)
+		case "RETR":
+			if strings.TrimPrefix(arg, "/") != "payload.bin" {
+				ok = say("550 %s: no such file", arg)
+				break
+			}
+			dc, err := s.dataConn(passive, active, localIP)
+			passive, active = nil, ""
+			if err != nil {
+				ok = say("425 No data connection: %v", err)
+				break
+			}
+			if !say("150 Sending %d bytes", len(s.data)) {
+				s.untrack(dc)
+				return
+			}
+			_, err = dc.Write(s.data)
+			s.untrack(dc)
+			if err != nil {
+				ok = say("426 Transfer aborted: %v", err)
+			} else {
+				ok = say("226 Transfer complete")
+			}
+		case "QUIT":
+			say("221 Bye")
+			return
+		default:
+			ok = say("502 %s not implemented", verb)
+		}
+		if !ok {
+			return
+		}
+	}
+}
+
+// dataConn opens the data connection of a transfer: it accepts the
+// client's on the passive listener, or connects to the client's active
+// address from port 20 (from any port with non20).
+func (s *server) dataConn(passive net.Listener, active string, localIP netip.Addr) (net.Conn, error) {
+	var c net.Conn
+	var err error
+	switch {
+	case passive != nil:
+		defer passive.Close()
+		passive.(*net.TCPListener).SetDeadline(time.Now().Add(dataTimeout))
+		c, err = passive.Accept()
+	case active != "":
+		d := net.Dialer{Timeout: dataTimeout}
+		if !s.non20 {
+			d.LocalAddr = &net.TCPAddr{IP: localIP.AsSlice(), Port: 20}
+		}
+		c, err = d.Dial("tcp", active)
+	default:
+		return nil, errors.New("no PASV, EPSV, PORT or EPRT before RETR")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if !s.track(c) {
+		return nil, errors.New("server stopped")
+	}
+	c.SetDeadline(time.Now().Add(dataTimeout))
+	return c, nil
+}
+
+// dataTimeout bounds waiting for, and transferring over, a data connection.
+const dataTimeout = 20 * time.Second
+
+// parseActive parses the argument of PORT (h1,h2,h3,h4,p1,p2) or EPRT
+// (|af|address|port|).
+func parseActive(verb, arg string) (netip.AddrPort, error) {
+	if verb == "PORT" {
+		f := strings.Split(arg, ",")
+		var b [6]byte
+		if len(f) != 6 {
+			return netip.AddrPort{}, fmt.Errorf("PORT %q: want h1,h2,h3,h4,p1,p2", arg)
+		}
+		for i, v := range f {
+			n, err := strconv.ParseUint(v, 10, 8)
+			if err != nil {
+				return netip.AddrPort{}, fmt.Errorf("PORT %q: %q is not a byte", arg, v)
+			}
+			b[i] = byte(n)
+		}
+		port := uint16(b[4])<<8 | uint16(b[5])
+		if port == 0 {
+			return netip.AddrPort{}, fmt.Errorf("PORT %q: port 0", arg)
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), port), nil
+	}
+	f := strings.Split(arg, "|")
+	if len(f) != 5 || f[0] != "" || f[4] != "" || (f[1] != "1" && f[1] != "2") {
+		return netip.AddrPort{}, fmt.Errorf("EPRT %q: want |1|ipv4|port| or |2|ipv6|port|", arg)
+	}
+	a, err := netip.ParseAddr(f[2])
+	if err != nil || a.Is4() != (f[1] == "1") || a.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("EPRT %q: bad address %q for family %s", arg, f[2], f[1])
+	}
+	port, err := strconv.ParseUint(f[3], 10, 16)
+	if err != nil || port == 0 {
+		return netip.AddrPort{}, fmt.Errorf("EPRT %q: bad port %q", arg, f[3])
+	}
+	return netip.AddrPortFrom(a, uint16(port)), nil
+}
 
 // fetch downloads req.Path from the server at req.Addr in req.Mode.
 func fetch(req request) reply {
@@ -157,10 +359,8 @@ func fetch(req request) reply {
 	var control string
 	var err error
 	switch req.Mode {
-	case "PASV", "EPSV":
-		data, control, err = fetchPassive(ctx, addr, req.Path, req.Mode == "PASV")
-	case "PORT", "EPRT":
-		data, control, err = fetchActive(ctx, addr, req.Path, req.Mode)
+	case "PASV", "EPSV", "PORT", "EPRT":
+		data, control, err = fetchWith(ctx, addr, req.Path, req.Mode)
 	default:
 		err = fmt.Errorf("unknown mode %q", req.Mode)
 	}
@@ -170,43 +370,17 @@ func fetch(req request) reply {
 	return reply{OK: true, Bytes: len(data), SHA256: digest(data), Control: control}
 }
 
-// fetchPassive uses jlaffaye/ftp, forcing PASV or EPSV.
-func fetchPassive(ctx context.Context, addr, path string, pasv bool) ([]byte, string, error) {
-	var control string
-	dial := func(network, address string) (net.Conn, error) {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, network, address)
-		if err == nil && control == "" {
-			control = c.LocalAddr().String()
-		}
-		return c, err
-	}
-	c, err := ftp.Dial(addr, ftp.DialWithContext(ctx), ftp.DialWithDialFunc(dial), ftp.DialWithDisabledEPSV(pasv), ftp.DialWithTimeout(time.Until(deadline(ctx))))
-	if err != nil {
-		return nil, control, err
-	}
-	defer c.Quit()
-	if err := c.Login("anonymous", "selftest@"); err != nil {
-		return nil, control, err
-	}
-	r, err := c.Retr(path)
-	if err != nil {
-		return nil, control, fmt.Errorf("RETR %s: %w", path, err)
-	}
-	defer r.Close()
-	b, err := io.ReadAll(r)
-	return b, control, err
-}
-
 func deadline(ctx context.Context) time.Time {
 	d, _ := ctx.Deadline()
 	return d
 }
 
-// fetchActive is an active-mode client (jlaffaye/ftp has none): it listens,
-// announces the listener with PORT or EPRT, and accepts the server's data
-// connection.
-func fetchActive(ctx context.Context, addr, path, mode string) ([]byte, string, error) {
+// fetchWith is the built-in FTP client: it logs in anonymously and
+// retrieves path over a data connection opened in mode: passive (PASV,
+// EPSV: it connects to the port the server names) or active (PORT, EPRT: it
+// listens, names the port, and accepts the server's connection). It returns
+// the bytes and the control connection's local address.
+func fetchWith(ctx context.Context, addr, path, mode string) ([]byte, string, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -245,51 +419,98 @@ func fetchActive(ctx context.Context, addr, path, mode string) ([]byte, string, 
 	if _, err := cmd("TYPE I", "200"); err != nil {
 		return nil, control, err
 	}
-	local := conn.LocalAddr().(*net.TCPAddr)
-	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: local.IP})
-	if err != nil {
-		return nil, control, err
-	}
-	defer ln.Close()
-	ln.SetDeadline(deadline(ctx))
-	lp := ln.Addr().(*net.TCPAddr)
-	var announce string
-	ip, _ := netip.AddrFromSlice(local.IP)
-	if mode == "PORT" {
-		if !ip.Unmap().Is4() {
+	local, _ := netip.AddrFromSlice(conn.LocalAddr().(*net.TCPAddr).IP)
+	remote, _ := netip.AddrFromSlice(conn.RemoteAddr().(*net.TCPAddr).IP)
+	local, remote = local.Unmap(), remote.Unmap()
+
+	var dc net.Conn
+	switch mode {
+	case "PASV", "EPSV":
+		rep, err := cmd(mode, "227", "229")
+		if err != nil {
+			return nil, control, err
+		}
+		to, err := parsePassive(rep, remote)
+		if err != nil {
+			return nil, control, err
+		}
+		if dc, err = d.DialContext(ctx, "tcp", to.String()); err != nil {
+			return nil, control, fmt.Errorf("data connection to %s: %w", to, err)
+		}
+		defer dc.Close()
+		if _, err := cmd("RETR "+path, "150", "125"); err != nil {
+			return nil, control, err
+		}
+	default: // PORT, EPRT
+		if mode == "PORT" && !local.Is4() {
 			return nil, control, errors.New("PORT needs an IPv4 control connection")
 		}
-		a := ip.Unmap().As4()
-		announce = fmt.Sprintf("PORT %d,%d,%d,%d,%d,%d", a[0], a[1], a[2], a[3], lp.Port>>8, lp.Port&0xff)
-	} else {
-		af := 1
-		if ip.Unmap().Is6() {
-			af = 2
+		ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: local.AsSlice()})
+		if err != nil {
+			return nil, control, err
 		}
-		announce = fmt.Sprintf("EPRT |%d|%s|%d|", af, ip.Unmap(), lp.Port)
-	}
-	if _, err := cmd(announce, "200"); err != nil {
-		return nil, control, err
-	}
-	if _, err := cmd("RETR "+path, "150", "125"); err != nil {
-		return nil, control, err
-	}
-	dc, err := ln.Accept()
-	if err != nil {
-		return nil, control, fmt.Errorf("waiting for the server's data connection: %w", err)
+		defer ln.Close()
+		ln.SetDeadline(deadline(ctx))
+		port := ln.Addr().(*net.TCPAddr).Port
+		var announce string
+		switch {
+		case mode == "PORT":
+			a := local.As4()
+			announce = fmt.Sprintf("PORT %d,%d,%d,%d,%d,%d", a[0], a[1], a[2], a[3], port>>8, port&0xff)
+		case local.Is4():
+			announce = fmt.Sprintf("EPRT |1|%s|%d|", local, port)
+		default:
+			announce = fmt.Sprintf("EPRT |2|%s|%d|", local, port)
+		}
+		if _, err := cmd(announce, "200"); err != nil {
+			return nil, control, err
+		}
+		if _, err := cmd("RETR "+path, "150", "125"); err != nil {
+			return nil, control, err
+		}
+		if dc, err = ln.Accept(); err != nil {
+			return nil, control, fmt.Errorf("waiting for the server's data connection: %w", err)
+		}
+		defer dc.Close()
 	}
 	dc.SetDeadline(deadline(ctx))
 	var buf bytes.Buffer
-	_, err = io.Copy(&buf, dc)
-	dc.Close()
-	if err != nil {
+	if _, err := io.Copy(&buf, dc); err != nil {
 		return nil, control, err
 	}
+	dc.Close()
 	if _, err := cmd("", "226", "250"); err != nil {
 		return nil, control, err
 	}
 	cmd("QUIT", "221")
 	return buf.Bytes(), control, nil
+}
+
+// parsePassive parses the address in a 227 reply to PASV, "(h1,h2,h3,h4,
+// p1,p2)", or the port in a 229 reply to EPSV, "(|||port|)", which is on
+// the control connection's server address.
+func parsePassive(rep string, server netip.Addr) (netip.AddrPort, error) {
+	lp, rp := strings.IndexByte(rep, '('), strings.LastIndexByte(rep, ')')
+	if lp < 0 || rp < lp {
+		return netip.AddrPort{}, fmt.Errorf("passive reply %q: no address in parentheses", rep)
+	}
+	in := rep[lp+1 : rp]
+	if strings.HasPrefix(rep, "227") {
+		ap, err := parseActive("PORT", in)
+		if err != nil {
+			return netip.AddrPort{}, fmt.Errorf("passive reply %q: %w", rep, err)
+		}
+		return ap, nil
+	}
+	f := strings.Split(in, "|")
+	if len(f) != 5 || f[0]+f[1]+f[2]+f[4] != "" {
+		return netip.AddrPort{}, fmt.Errorf("passive reply %q: want (|||port|)", rep)
+	}
+	port, err := strconv.ParseUint(f[3], 10, 16)
+	if err != nil || port == 0 {
+		return netip.AddrPort{}, fmt.Errorf("passive reply %q: bad port %q", rep, f[3])
+	}
+	return netip.AddrPortFrom(server, uint16(port)), nil
 }
 
 // readReply reads one FTP reply, multi-line replies included, and returns

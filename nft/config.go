@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -202,14 +201,14 @@ func (d DNAT) validate() error {
 	return nil
 }
 
-// ifaceName is what ftpnft accepts as a network interface name: what the
+// ifaceChars are what ftpnft accepts in a network interface name: what the
 // kernel accepts (at most 15 bytes, no '/', ':' or white space), narrowed
 // to characters that need no quoting anywhere.
-var ifaceName = regexp.MustCompile(`^[A-Za-z0-9_.@+-]{1,15}$`)
+const ifaceChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.@+-"
 
 // ParseInterface checks a network interface name such as "eth0".
 func ParseInterface(s string) (string, error) {
-	if !ifaceName.MatchString(s) || s == "." || s == ".." {
+	if len(s) == 0 || len(s) > 15 || strings.Trim(s, ifaceChars) != "" || s == "." || s == ".." {
 		return "", fmt.Errorf("interface %q: want 1 to 15 letters, digits or '_', '.', '@', '+', '-'", s)
 	}
 	return s, nil

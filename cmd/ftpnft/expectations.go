@@ -27,7 +27,7 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if err == nil && !helperNamePattern.MatchString(*helperName) {
+	if err == nil && !validHelperName(*helperName) {
 		err = fmt.Errorf("helper %q: want a kernel helper name such as ftp", *helperName)
 	}
 	opts := []conntrack.Option{conntrack.WithHelper(*helperName)}

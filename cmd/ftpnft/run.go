@@ -10,7 +10,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -381,18 +380,31 @@ func lockoutGuard(cfg nft.Config, sshConnection string) error {
 		cfg.Policy, port, client, port)
 }
 
-// netnsNames are what `ip netns add` accepts as a name.
-var (
-	netnsName         = regexp.MustCompile(`^[A-Za-z0-9_.-]+$`)
-	helperNamePattern = regexp.MustCompile(`^[a-z0-9_-]{0,15}$`)
+// The characters of names that ftpnft accepts. (Checked with strings.Trim
+// rather than regular expressions, whose compilation at start-up cost every
+// command more than all its checks.)
+const (
+	// netnsChars: what `ip netns add` accepts in a name.
+	netnsChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+	// helperChars: the kernel's conntrack helper names.
+	helperChars = "abcdefghijklmnopqrstuvwxyz0123456789_-"
 )
+
+func validNetnsName(s string) bool {
+	return s != "" && s != "." && s != ".." && strings.Trim(s, netnsChars) == ""
+}
+
+// validHelperName accepts the empty name: all helpers.
+func validHelperName(s string) bool {
+	return len(s) <= 15 && strings.Trim(s, helperChars) == ""
+}
 
 // netnsPath resolves a namespace name (under /var/run/netns) or path and
 // checks that it exists.
 func netnsPath(s string) (string, error) {
 	p := s
 	if !strings.Contains(s, "/") {
-		if !netnsName.MatchString(s) || s == "." || s == ".." {
+		if !validNetnsName(s) {
 			return "", fmt.Errorf("netns %q: not a valid namespace name", s)
 		}
 		p = filepath.Join("/var/run/netns", s)

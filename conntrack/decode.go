@@ -8,7 +8,6 @@ import (
 	"net/netip"
 
 	"github.com/ftpnft/ftpnft/internal/nlio"
-	"golang.org/x/sys/unix"
 )
 
 // Expectations are decoded here rather than by github.com/ti-mo/conntrack:
@@ -64,35 +63,30 @@ func decodeExpectation(data []byte) (Expectation, error) {
 	}
 	var proto uint8
 	var nat *NAT
-	ok := eachAttr(data[4:], func(typ uint16, v []byte) bool {
+	err := nlio.EachAttr(data[4:], func(typ uint16, v []byte) error {
+		var err error
 		switch typ {
 		case ctaExpectMaster:
-			var ok bool
-			x.Master, _, ok = decodeTuple(v)
-			return ok
+			x.Master, _, err = decodeTuple(v)
 		case ctaExpectTuple:
-			var ok bool
-			x.Expected, proto, ok = decodeTuple(v)
-			return ok
+			x.Expected, proto, err = decodeTuple(v)
 		case ctaExpectMask:
-			var ok bool
-			x.Mask, _, ok = decodeTuple(v)
-			return ok
+			x.Mask, _, err = decodeTuple(v)
 		case ctaExpectTimeout:
-			return be32(v, &x.Timeout)
+			x.Timeout, err = be32(v)
 		case ctaExpectID:
-			return be32(v, &x.ID)
+			x.ID, err = be32(v)
 		case ctaExpectHelpName:
 			x.Helper = helperName(v)
 		case ctaExpectZone:
 			if len(v) != 2 {
-				return false
+				return errMalformed
 			}
 			x.Zone = binary.BigEndian.Uint16(v)
 		case ctaExpectFlags:
 			var flags uint32
-			if !be32(v, &flags) {
-				return false
+			if flags, err = be32(v); err != nil {
+				return err
 			}
 			for _, f := range expectFlags {
 				if flags&f.bit != 0 {
@@ -100,31 +94,30 @@ func decodeExpectation(data []byte) (Expectation, error) {
 				}
 			}
 		case ctaExpectClass:
-			return be32(v, &x.Class)
+			x.Class, err = be32(v)
 		case ctaExpectNAT:
 			nat = &NAT{Dir: "original"}
-			return eachAttr(v, func(typ uint16, v []byte) bool {
+			err = nlio.EachAttr(v, func(typ uint16, v []byte) error {
+				var err error
 				switch typ {
 				case ctaExpectNATDir:
 					var dir uint32
-					if !be32(v, &dir) {
-						return false
-					}
-					if dir == 1 {
+					if dir, err = be32(v); dir == 1 {
 						nat.Dir = "reply"
 					}
 				case ctaExpectNATTuple:
-					var ok bool
-					nat.Tuple, _, ok = decodeTuple(v)
-					return ok
+					nat.Tuple, _, err = decodeTuple(v)
 				}
-				return true
+				return err
 			})
 		}
-		return true
+		return err
 	})
-	if !ok {
-		return x, errMalformed
+	if err != nil {
+		if !errors.Is(err, errMalformed) {
+			err = fmt.Errorf("%w: %v", errMalformed, err)
+		}
+		return x, err
 	}
 	x.Proto = protoName(proto)
 	if nat != nil && (nat.Tuple.Src.IsValid() || nat.Tuple.Dst.IsValid()) {
@@ -135,11 +128,11 @@ func decodeExpectation(data []byte) (Expectation, error) {
 
 // decodeTuple decodes a CTA_TUPLE_* nest: addresses, ports and the layer 4
 // protocol.
-func decodeTuple(b []byte) (t Tuple, proto uint8, ok bool) {
-	ok = eachAttr(b, func(typ uint16, v []byte) bool {
+func decodeTuple(b []byte) (t Tuple, proto uint8, err error) {
+	err = nlio.EachAttr(b, func(typ uint16, v []byte) error {
 		switch typ {
 		case ctaTupleIP:
-			return eachAttr(v, func(typ uint16, v []byte) bool {
+			return nlio.EachAttr(v, func(typ uint16, v []byte) error {
 				var a netip.Addr
 				switch {
 				case (typ == ctaIPv4Src || typ == ctaIPv4Dst) && len(v) == 4:
@@ -147,26 +140,26 @@ func decodeTuple(b []byte) (t Tuple, proto uint8, ok bool) {
 				case (typ == ctaIPv6Src || typ == ctaIPv6Dst) && len(v) == 16:
 					a = netip.AddrFrom16([16]byte(v))
 				default:
-					return false
+					return errMalformed
 				}
 				if typ == ctaIPv4Src || typ == ctaIPv6Src {
 					t.Src = a
 				} else {
 					t.Dst = a
 				}
-				return true
+				return nil
 			})
 		case ctaTupleProto:
-			return eachAttr(v, func(typ uint16, v []byte) bool {
+			return nlio.EachAttr(v, func(typ uint16, v []byte) error {
 				switch typ {
 				case ctaProtoNum:
 					if len(v) != 1 {
-						return false
+						return errMalformed
 					}
 					proto = v[0]
 				case ctaProtoSrcPort, ctaProtoDstPort:
 					if len(v) != 2 {
-						return false
+						return errMalformed
 					}
 					if typ == ctaProtoSrcPort {
 						t.SPort = binary.BigEndian.Uint16(v)
@@ -174,40 +167,20 @@ func decodeTuple(b []byte) (t Tuple, proto uint8, ok bool) {
 						t.DPort = binary.BigEndian.Uint16(v)
 					}
 				}
-				return true
+				return nil
 			})
 		}
-		return true
+		return nil
 	})
-	return t, proto, ok
+	return t, proto, err
 }
 
-// eachAttr calls f with the type (without flags) and payload of each
-// netlink attribute in b, until f returns false. It returns false when f
-// did, or when b does not hold whole attributes.
-func eachAttr(b []byte, f func(typ uint16, v []byte) bool) bool {
-	for len(b) > 0 {
-		if len(b) < unix.NLA_HDRLEN {
-			return false
-		}
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < unix.NLA_HDRLEN || l > len(b) {
-			return false
-		}
-		if !f(binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[unix.NLA_HDRLEN:l]) {
-			return false
-		}
-		b = b[min(nlio.Align(l), len(b)):]
-	}
-	return true
-}
-
-func be32(v []byte, out *uint32) bool {
+// be32 decodes a big-endian 32-bit attribute.
+func be32(v []byte) (uint32, error) {
 	if len(v) != 4 {
-		return false
+		return 0, errMalformed
 	}
-	*out = binary.BigEndian.Uint32(v)
-	return true
+	return binary.BigEndian.Uint32(v), nil
 }
 
 // helperName returns a helper's name without the kernel's terminating NUL,

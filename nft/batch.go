@@ -270,7 +270,8 @@ func bytesAttr(m netlink.Message, typ uint16) []byte {
 		return nil
 	}
 	var out []byte
-	eachAttr(m.Data[4:], func(t uint16, data []byte) error {
+	// After a malformed attribute, what came before it still counts.
+	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
 		if t == typ && out == nil {
 			out = data
 		}

@@ -3,7 +3,6 @@ package nft
 import (
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"net/netip"
 
 	"github.com/ftpnft/ftpnft/internal/nlio"
@@ -89,20 +88,20 @@ func elementsOf(msgs []netlink.Message) ([]element, error) {
 		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWSETELEM || len(m.Data) < 4 {
 			continue
 		}
-		err := eachAttr(m.Data[4:], func(typ uint16, list []byte) error {
+		err := nlio.EachAttr(m.Data[4:], func(typ uint16, list []byte) error {
 			if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
 				return nil
 			}
-			return eachAttr(list, func(_ uint16, item []byte) error {
+			return nlio.EachAttr(list, func(_ uint16, item []byte) error {
 				var e element
-				err := eachAttr(item, func(typ uint16, data []byte) error {
+				err := nlio.EachAttr(item, func(typ uint16, data []byte) error {
 					switch typ {
 					case unix.NFTA_SET_ELEM_FLAGS:
 						if len(data) == 4 {
 							e.IntervalEnd = binary.BigEndian.Uint32(data)&unix.NFT_SET_ELEM_INTERVAL_END != 0
 						}
 					case unix.NFTA_SET_ELEM_KEY:
-						return eachAttr(data, func(typ uint16, value []byte) error {
+						return nlio.EachAttr(data, func(typ uint16, value []byte) error {
 							if typ == unix.NFTA_DATA_VALUE {
 								e.Key, _ = netip.AddrFromSlice(value)
 							}
@@ -123,22 +122,6 @@ func elementsOf(msgs []netlink.Message) ([]element, error) {
 		}
 	}
 	return els, nil
-}
-
-// eachAttr calls f with the type (without flags) and payload of each
-// netlink attribute in b, until f fails.
-func eachAttr(b []byte, f func(typ uint16, data []byte) error) error {
-	for len(b) >= unix.NLA_HDRLEN {
-		l := int(binary.NativeEndian.Uint16(b))
-		if l < unix.NLA_HDRLEN || l > len(b) {
-			return fmt.Errorf("netlink attribute of length %d in %d bytes", l, len(b))
-		}
-		if err := f(binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[unix.NLA_HDRLEN:l]); err != nil {
-			return err
-		}
-		b = b[min((l+unix.NLA_ALIGNTO-1)&^(unix.NLA_ALIGNTO-1), len(b)):]
-	}
-	return nil
 }
 
 // setElements reads the elements of set in table with one dump.

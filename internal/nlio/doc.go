@@ -8,5 +8,5 @@
 // objects arrives in hundreds of 4 KiB parts and twice as many system calls.
 // [Receive] reads 64 KiB at a time: 13 parts instead of 51 for a set of
 // 10,000 networks, and 29 reads instead of 448 system calls for 4,000
-// expectations.
+// expectations. [EachAttr] walks the attributes of the messages read.
 package nlio

@@ -2,6 +2,7 @@ package nlio
 
 import (
 	"encoding/binary"
+	"fmt"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -81,3 +82,24 @@ func next(b []byte) (m netlink.Message, rest []byte, ok bool) {
 
 // Align rounds n up to netlink's 4-byte alignment.
 func Align(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// EachAttr calls f with the type (without the nested and byte-order flags)
+// and the payload of each netlink attribute in b, in order, and returns f's
+// first error. b must hold whole attributes: a length that overruns b, or
+// bytes too few for a header after the last attribute, is an error.
+func EachAttr(b []byte, f func(typ uint16, data []byte) error) error {
+	for len(b) > 0 {
+		if len(b) < unix.NLA_HDRLEN {
+			return fmt.Errorf("%d bytes after the last netlink attribute", len(b))
+		}
+		l := int(binary.NativeEndian.Uint16(b))
+		if l < unix.NLA_HDRLEN || l > len(b) {
+			return fmt.Errorf("netlink attribute of length %d in %d bytes", l, len(b))
+		}
+		if err := f(binary.NativeEndian.Uint16(b[2:])&^(unix.NLA_F_NESTED|unix.NLA_F_NET_BYTEORDER), b[unix.NLA_HDRLEN:l]); err != nil {
+			return err
+		}
+		b = b[min(Align(l), len(b)):]
+	}
+	return nil
+}

@@ -43,6 +43,8 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	if *watch {
+		ctx, stop := interruptible(ctx)
+		defer stop()
 		where := "this network namespace"
 		if *netns != "" {
 			where = "network namespace " + *netns

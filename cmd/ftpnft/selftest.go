@@ -18,6 +18,8 @@ func selfTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintf(stderr, "ftpnft selftest: unexpected argument %q\n", args[0])
 		return exitUsage
 	}
+	ctx, stop := interruptible(ctx)
+	defer stop()
 	err := selftest.Run(ctx, stdout)
 	switch {
 	case err == nil:

@@ -5,7 +5,6 @@ package nft
 import (
 	"errors"
 	"fmt"
-	"net/netip"
 	"strings"
 	"testing"
 
@@ -63,16 +62,6 @@ func TestKernelRefusesStaleGeneration(t *testing.T) {
 	if out := h.MustExec(t, "nft", "list", "tables"); !strings.Contains(out, "table inet ftpnft") {
 		t.Fatalf("batch at the current generation not applied:\n%s", out)
 	}
-}
-
-// benchSources returns n IPv4 networks that no two merge: every other /24
-// from 10.0.0.0, as an allowlist of n entries.
-func benchSources(n int) []netip.Prefix {
-	out := make([]netip.Prefix, n)
-	for i := range out {
-		out[i] = netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 7), byte(i << 1), 0}), 24)
-	}
-	return out
 }
 
 // The library against the kernel, in a namespace: a fresh install, a

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -84,9 +85,12 @@ func Peer(in io.Reader, out io.Writer) error {
 		var rep reply
 		switch req.Op {
 		case "serve":
-			srv, err := serve(req.Port, payload(req.Size), req.Non20)
+			if running != nil {
+				running.stop()
+			}
+			var err error
+			running, err = serve(req.Port, payload(req.Size), req.Non20)
 			rep = result(err)
-			running = srv
 		case "fetch":
 			rep = fetch(req)
 		default:
@@ -109,15 +113,15 @@ func result(err error) reply {
 // server is the built-in FTP server: anonymous and read-only, it serves one
 // file, /payload.bin, in binary, over passive (PASV, EPSV) and active (PORT,
 // EPRT) data connections. That is what the ftp conntrack helper reads, and
-// all that selftest needs; an FTP server library would cost every ftpnft
-// command a millisecond of start-up (docs/BENCHMARKS.md).
+// all that selftest needs; an FTP server library cost every ftpnft command
+// 0.5 ms of start-up (docs/BENCHMARKS.md).
 type server struct {
 	ln    net.Listener
 	data  []byte
 	non20 bool // active data connections from any port, not port 20
 
 	mu    sync.Mutex
-	conns map[net.Conn]bool // control and data connections, closed by stop
+	conns map[io.Closer]bool // connections and passive listeners, closed by stop
 }
 
 // serve starts the server on port of every address.
@@ -126,7 +130,7 @@ func serve(port int, data []byte, non20 bool) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{ln: ln, data: data, non20: non20, conns: map[net.Conn]bool{}}
+	s := &server{ln: ln, data: data, non20: non20, conns: map[io.Closer]bool{}}
 	go s.accept()
 	return s, nil
 }
@@ -144,7 +148,7 @@ func (s *server) accept() {
 }
 
 // track registers c to be closed by stop, or closes it if stop came first.
-func (s *server) track(c net.Conn) bool {
+func (s *server) track(c io.Closer) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.conns == nil {
@@ -155,14 +159,15 @@ func (s *server) track(c net.Conn) bool {
 	return true
 }
 
-func (s *server) untrack(c net.Conn) {
+// untrack closes c.
+func (s *server) untrack(c io.Closer) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
 	c.Close()
 }
 
-// stop closes the listener and every connection.
+// stop closes the listener, every connection and every passive listener.
 func (s *server) stop() {
 	s.ln.Close()
 	s.mu.Lock()
@@ -183,22 +188,25 @@ func (s *server) session(c net.Conn) {
 	localIP, _ := netip.AddrFromSlice(local.IP)
 	localIP = localIP.Unmap()
 	say := func(format string, a ...any) bool {
+		c.SetWriteDeadline(time.Now().Add(serverIdle))
 		_, err := fmt.Fprintf(c, format+"\r\n", a...)
 		return err == nil
 	}
 	var passive net.Listener // after PASV or EPSV
 	var active string        // after PORT or EPRT: the client's data address
-	defer func() {
+	endPassive := func() {
 		if passive != nil {
-			passive.Close()
+			s.untrack(passive)
+			passive = nil
 		}
-	}()
+	}
+	defer endPassive()
 	r := bufio.NewReader(c)
 	if !say("220 ftpnft selftest server") {
 		return
 	}
 	for {
-		c.SetDeadline(time.Now().Add(serverIdle))
+		c.SetReadDeadline(time.Now().Add(serverIdle))
 		line, err := r.ReadString('\n')
 		if err != nil {
 			return
@@ -213,20 +221,21 @@ func (s *server) session(c net.Conn) {
 		case "TYPE":
 			ok = say("200 Binary it is")
 		case "PASV", "EPSV":
-			if passive != nil {
-				passive.Close()
-			}
+			endPassive()
 			active = ""
 			if verb == "PASV" && !localIP.Is4() {
-				passive = nil
 				ok = say("425 PASV needs IPv4; use EPSV")
 				break
 			}
-			if passive, err = net.Listen("tcp", net.JoinHostPort(localIP.String(), "0")); err != nil {
-				passive = nil
+			ln, err := net.Listen("tcp", net.JoinHostPort(localIP.String(), "0"))
+			if err != nil {
 				ok = say("425 %v", err)
 				break
 			}
+			if !s.track(ln) {
+				return // stopped
+			}
+			passive = ln
 			port := passive.Addr().(*net.TCPAddr).Port
 			if verb == "PASV" {
 				a := localIP.As4()
@@ -240,10 +249,7 @@ func (s *server) session(c net.Conn) {
 				ok = say("501 %v", err)
 				break
 			}
-			if passive != nil {
-				passive.Close()
-				passive = nil
-			}
+			endPassive()
 			active = ap.String()
 			ok = say("200 %s accepted", verb)
 		case "RETR":
@@ -252,7 +258,8 @@ func (s *server) session(c net.Conn) {
 				break
 			}
 			dc, err := s.dataConn(passive, active, localIP)
-			passive, active = nil, ""
+			endPassive()
+			active = ""
 			if err != nil {
 				ok = say("425 No data connection: %v", err)
 				break
@@ -288,13 +295,15 @@ func (s *server) dataConn(passive net.Listener, active string, localIP netip.Add
 	var err error
 	switch {
 	case passive != nil:
-		defer passive.Close()
 		passive.(*net.TCPListener).SetDeadline(time.Now().Add(dataTimeout))
 		c, err = passive.Accept()
 	case active != "":
 		d := net.Dialer{Timeout: dataTimeout}
 		if !s.non20 {
+			// Port 20 again while the last transfer's connection from it
+			// is in TIME_WAIT: SO_REUSEADDR, as FTP servers do.
 			d.LocalAddr = &net.TCPAddr{IP: localIP.AsSlice(), Port: 20}
+			d.Control = reuseAddr
 		}
 		c, err = d.Dial("tcp", active)
 	default:
@@ -308,6 +317,16 @@ func (s *server) dataConn(passive net.Listener, active string, localIP netip.Add
 	}
 	c.SetDeadline(time.Now().Add(dataTimeout))
 	return c, nil
+}
+
+func reuseAddr(_, _ string, rc syscall.RawConn) error {
+	var err error
+	if cerr := rc.Control(func(fd uintptr) {
+		err = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1)
+	}); cerr != nil {
+		return cerr
+	}
+	return err
 }
 
 // dataTimeout bounds waiting for, and transferring over, a data connection.

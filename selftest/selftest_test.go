@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -167,6 +168,30 @@ func TestParseDataAddresses(t *testing.T) {
 			}
 		} else if err != nil || got.String() != want {
 			t.Errorf("parseActive(%q) = %v, %v; want %s", arg, got, err, want)
+		}
+	}
+}
+
+// TestActiveFromPort20: the server opens active data connections from port
+// 20, as FTP servers do, and can do so twice in a row although the first
+// connection's port is still in TIME_WAIT. Binding port 20 needs root.
+func TestActiveFromPort20(t *testing.T) {
+	if os.Geteuid() != 0 {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("needs root to bind port 20; CI runs as root")
+		}
+		t.Skip("needs root to bind port 20")
+	}
+	port := freePort(t)
+	srv, err := serve(port, payload(1000), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.stop()
+	for i := range 2 {
+		rep := fetch(request{Addr: "127.0.0.1", Port: port, Mode: "PORT", Path: "/payload.bin", Timeout: 10 * time.Second})
+		if !rep.OK || rep.Bytes != 1000 {
+			t.Fatalf("active transfer %d: %+v", i+1, rep)
 		}
 	}
 }

@@ -146,6 +146,14 @@ func TestLastAddr(t *testing.T) {
 			t.Errorf("lastAddr(%s) = %s, want %s", p, got, want)
 		}
 	}
+	// An element without an address (a foreign set's key) decodes to an
+	// invalid range rather than a panic.
+	if got := lastAddr(netip.Prefix{}); got.IsValid() {
+		t.Errorf("lastAddr of the zero Prefix = %s, want the zero Addr", got)
+	}
+	if got := rangesOf([]element{{}}); len(got) != 1 || got[0].To.IsValid() {
+		t.Errorf("rangesOf(an element without an address) = %v", got)
+	}
 }
 
 func TestAdmitsNew(t *testing.T) {

@@ -85,8 +85,12 @@ func (r AddrRange) prefix() (netip.Prefix, bool) {
 	return netip.Prefix{}, false
 }
 
-// lastAddr returns the highest address of p.
+// lastAddr returns the highest address of p; of an invalid prefix, the
+// zero Addr.
 func lastAddr(p netip.Prefix) netip.Addr {
+	if !p.IsValid() {
+		return netip.Addr{}
+	}
 	a := p.Masked().Addr()
 	if a.Is4() {
 		b := a.As4()

@@ -500,10 +500,11 @@ func (w *watcher) helperOf(t Tuple) string {
 }
 
 // resync lists the expectations and, when lost is true, reports a lost event
-// and the differences from what the watch knew.
+// and the differences from what the watch knew. (Unsorted: reconcile keys
+// them by master and expected tuple.)
 func (w *watcher) resync(lost bool) error {
-	xs, err := w.ns.list("")
-	if err != nil {
+	var xs []Expectation
+	if err := w.ns.each("", func(x Expectation) { xs = append(xs, x) }); err != nil {
 		return err
 	}
 	w.reconcile(xs, lost)

@@ -184,9 +184,7 @@ const serverIdle = 30 * time.Second
 // session serves one control connection.
 func (s *server) session(c net.Conn) {
 	defer s.untrack(c)
-	local := c.LocalAddr().(*net.TCPAddr)
-	localIP, _ := netip.AddrFromSlice(local.IP)
-	localIP = localIP.Unmap()
+	localIP := ipOf(c.LocalAddr())
 	say := func(format string, a ...any) bool {
 		c.SetWriteDeadline(time.Now().Add(serverIdle))
 		_, err := fmt.Fprintf(c, format+"\r\n", a...)
@@ -238,8 +236,7 @@ func (s *server) session(c net.Conn) {
 			passive = ln
 			port := passive.Addr().(*net.TCPAddr).Port
 			if verb == "PASV" {
-				a := localIP.As4()
-				ok = say("227 Entering Passive Mode (%d,%d,%d,%d,%d,%d)", a[0], a[1], a[2], a[3], port>>8, port&0xff)
+				ok = say("227 Entering Passive Mode (%s)", hostPort(localIP, port))
 			} else {
 				ok = say("229 Entering Extended Passive Mode (|||%d|)", port)
 			}
@@ -331,6 +328,18 @@ func reuseAddr(_, _ string, rc syscall.RawConn) error {
 
 // dataTimeout bounds waiting for, and transferring over, a data connection.
 const dataTimeout = 20 * time.Second
+
+// ipOf returns the IP address of a TCP endpoint, IPv4-mapped ones as IPv4.
+func ipOf(a net.Addr) netip.Addr {
+	return a.(*net.TCPAddr).AddrPort().Addr().Unmap()
+}
+
+// hostPort formats an IPv4 address and a port as PORT and a 227 reply to
+// PASV write them: "h1,h2,h3,h4,p1,p2". parseActive reads it.
+func hostPort(a netip.Addr, port int) string {
+	b := a.As4()
+	return fmt.Sprintf("%d,%d,%d,%d,%d,%d", b[0], b[1], b[2], b[3], port>>8, port&0xff)
+}
 
 // parseActive parses the argument of PORT (h1,h2,h3,h4,p1,p2) or EPRT
 // (|af|address|port|).
@@ -438,9 +447,7 @@ func fetchWith(ctx context.Context, addr, path, mode string) ([]byte, string, er
 	if _, err := cmd("TYPE I", "200"); err != nil {
 		return nil, control, err
 	}
-	local, _ := netip.AddrFromSlice(conn.LocalAddr().(*net.TCPAddr).IP)
-	remote, _ := netip.AddrFromSlice(conn.RemoteAddr().(*net.TCPAddr).IP)
-	local, remote = local.Unmap(), remote.Unmap()
+	local, remote := ipOf(conn.LocalAddr()), ipOf(conn.RemoteAddr())
 
 	var dc net.Conn
 	switch mode {
@@ -474,8 +481,7 @@ func fetchWith(ctx context.Context, addr, path, mode string) ([]byte, string, er
 		var announce string
 		switch {
 		case mode == "PORT":
-			a := local.As4()
-			announce = fmt.Sprintf("PORT %d,%d,%d,%d,%d,%d", a[0], a[1], a[2], a[3], port>>8, port&0xff)
+			announce = "PORT " + hostPort(local, port)
 		case local.Is4():
 			announce = fmt.Sprintf("EPRT |1|%s|%d|", local, port)
 		default:

@@ -2,7 +2,6 @@ package conntrack
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -214,11 +213,9 @@ func (n *namespace) each(helper string, fn func(Expectation)) error {
 		case netlink.Done, netlink.Error:
 			// Both carry an error code: the request's, or that of a dump
 			// that failed part way.
-			if len(m.Data) >= 4 {
-				if code := int32(binary.NativeEndian.Uint32(m.Data)); code < 0 {
-					derr = syscall.Errno(-code)
-				}
-			} else if m.Header.Type == netlink.Error {
+			if code, ok := nlio.Errno(m); code != 0 {
+				derr = code
+			} else if !ok && m.Header.Type == netlink.Error {
 				derr = errMalformed
 			}
 			return true

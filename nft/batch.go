@@ -208,21 +208,27 @@ func (r reply) err() error {
 	return classify(r.errno)
 }
 
-// acks returns the acknowledgements among ms; other messages (echoes,
-// notifications) are skipped.
+// acks returns the acknowledgements among ms, and the end of a dump, whose
+// error code says whether it failed part way; other messages (echoes,
+// notifications, a dump's objects) are skipped.
 func acks(ms []netlink.Message) []reply {
 	var out []reply
 	for _, m := range ms {
-		if m.Header.Type != netlink.Error || len(m.Data) < 4 {
+		errno, ok := nlio.Errno(m)
+		if !ok {
 			continue
 		}
-		r := reply{seq: m.Header.Sequence, errno: syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))}
+		r := reply{seq: m.Header.Sequence, errno: errno}
 		// struct nlmsgerr: the errno, then the rejected message's header
 		// (all of the message unless capped), then extended
-		// acknowledgement TLVs.
-		off := 4 + unix.NLMSG_HDRLEN
-		if m.Header.Flags&netlink.Capped == 0 && len(m.Data) >= off {
-			off = 4 + nlio.Align(int(binary.NativeEndian.Uint32(m.Data[4:])))
+		// acknowledgement TLVs. A dump's end has the TLVs right after the
+		// errno.
+		off := 4
+		if m.Header.Type == netlink.Error {
+			off += unix.NLMSG_HDRLEN
+			if m.Header.Flags&netlink.Capped == 0 && len(m.Data) >= off {
+				off = 4 + nlio.Align(int(binary.NativeEndian.Uint32(m.Data[4:])))
+			}
 		}
 		if m.Header.Flags&netlink.AcknowledgeTLVs != 0 && off <= len(m.Data) {
 			if ad, err := netlink.NewAttributeDecoder(m.Data[off:]); err == nil {

@@ -1,16 +1,20 @@
 package nft
 
 import (
+	"encoding/binary"
+	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -296,5 +300,32 @@ func TestElementsMessage(t *testing.T) {
 	}
 	if _, err := elementsOf([]netlink.Message{elementsMessage("ftpnft", "x", []element{{}})}); err == nil {
 		t.Fatal("an element without an address decoded without error")
+	}
+}
+
+// A dump that fails part way ends with NLMSG_DONE carrying the error; a dump
+// is then an error, not a short answer.
+func TestDumpFailedPartWay(t *testing.T) {
+	end := func(code int32) []netlink.Message {
+		data := binary.NativeEndian.AppendUint32(nil, uint32(code))
+		return []netlink.Message{
+			{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE), Flags: netlink.Multi}, Data: make([]byte, 4)},
+			{Header: netlink.Header{Type: netlink.Done, Flags: netlink.Multi}, Data: data},
+		}
+	}
+	req := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE), Flags: netlink.Request | netlink.Dump}}
+	for _, code := range []int32{0, -int32(syscall.EINTR)} {
+		c, release, err := connect([]Option{WithTestDial(func([]netlink.Message) ([]netlink.Message, error) { return end(code), nil })})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := c.dump(req)
+		release()
+		if code == 0 && (err != nil || len(ms) != 2) {
+			t.Errorf("complete dump: %d messages, %v", len(ms), err)
+		}
+		if code != 0 && !errors.Is(err, syscall.EINTR) {
+			t.Errorf("dump ended by error %d: %d messages, %v; want EINTR", code, len(ms), err)
+		}
 	}
 }

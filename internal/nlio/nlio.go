@@ -3,6 +3,7 @@ package nlio
 import (
 	"encoding/binary"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/mdlayher/netlink"
@@ -78,6 +79,17 @@ func next(b []byte) (m netlink.Message, rest []byte, ok bool) {
 		Data: b[unix.NLMSG_HDRLEN:l],
 	}
 	return m, b[min(Align(l), len(b)):], true
+}
+
+// Errno returns the error code that ends an answer: that of an NLMSG_ERROR
+// (0: an acknowledgement) or of an NLMSG_DONE (0: the dump is complete;
+// otherwise it failed part way). ok is false for other messages, and for
+// one too short to hold the code.
+func Errno(m netlink.Message) (code syscall.Errno, ok bool) {
+	if (m.Header.Type != netlink.Error && m.Header.Type != netlink.Done) || len(m.Data) < 4 {
+		return 0, false
+	}
+	return syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))), true
 }
 
 // Align rounds n up to netlink's 4-byte alignment.

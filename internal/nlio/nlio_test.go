@@ -5,8 +5,10 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"syscall"
 	"testing"
 
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 )
 
@@ -64,5 +66,28 @@ func TestEachAttr(t *testing.T) {
 	})
 	if !errors.Is(err, stop) || calls != 1 {
 		t.Fatalf("f's error: %v after %d calls; want it after 1", err, calls)
+	}
+}
+
+func TestErrno(t *testing.T) {
+	code := func(c int32) []byte { return binary.NativeEndian.AppendUint32(nil, uint32(c)) }
+	for _, tt := range []struct {
+		typ  netlink.HeaderType
+		data []byte
+		want syscall.Errno
+		ok   bool
+	}{
+		{netlink.Error, code(0), 0, true},
+		{netlink.Error, code(-int32(syscall.ENOENT)), syscall.ENOENT, true},
+		{netlink.Done, code(0), 0, true},
+		{netlink.Done, code(-int32(syscall.EINTR)), syscall.EINTR, true},
+		{netlink.Error, []byte{1, 2}, 0, false},
+		{netlink.Done, nil, 0, false},
+		{netlink.Noop + 100, code(-1), 0, false},
+	} {
+		got, ok := Errno(netlink.Message{Header: netlink.Header{Type: tt.typ}, Data: tt.data})
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("Errno(type %d, %x) = %v, %t; want %v, %t", tt.typ, tt.data, got, ok, tt.want, tt.ok)
+		}
 	}
 }

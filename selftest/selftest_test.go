@@ -2,7 +2,6 @@ package selftest
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -33,19 +32,12 @@ func TestPeerTransfers(t *testing.T) {
 	outR, outW := io.Pipe()
 	done := make(chan error, 1)
 	go func() { done <- Peer(inR, outW); outW.Close() }()
-	replies := bufio.NewScanner(outR)
+	p := &peer{in: inW, out: bufio.NewScanner(outR)} // the parent's side, without a process
 	do := func(req request) reply {
 		t.Helper()
-		b, _ := json.Marshal(req)
-		if _, err := inW.Write(append(b, '\n')); err != nil {
-			t.Fatal(err)
-		}
-		if !replies.Scan() {
-			t.Fatalf("no reply to %+v", req)
-		}
-		var rep reply
-		if err := json.Unmarshal(replies.Bytes(), &rep); err != nil {
-			t.Fatal(err)
+		rep, err := p.do(req)
+		if err != nil {
+			t.Fatalf("%+v: %v", req, err)
 		}
 		return rep
 	}

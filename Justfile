@@ -25,7 +25,7 @@ lint:
     go run {{staticcheck}} ./...
     go run {{staticcheck}} -tags netns ./...
 
-# Run every fuzz target (FUZZTIME=1m just fuzz for longer).
+# Run every fuzz target (FUZZTIME=1000000x just fuzz for longer).
 fuzz:
     scripts/fuzz
 

@@ -57,7 +57,8 @@ func (a *array) add(x Expectation) {
 		a.b = append(a.b, ',')
 	}
 	a.n++
-	a.bw.Write(x.appendJSON(a.b))
+	a.b = x.appendJSON(a.b) // kept: the buffer grows once to the longest object, not per object
+	a.bw.Write(a.b)
 }
 
 // close ends the array and flushes it.

@@ -79,10 +79,7 @@ func decodeExpectation(data []byte) (Expectation, error) {
 		case ctaExpectHelpName:
 			x.Helper = helperName(v)
 		case ctaExpectZone:
-			if len(v) != 2 {
-				return errMalformed
-			}
-			x.Zone = binary.BigEndian.Uint16(v)
+			x.Zone, err = be16(v)
 		case ctaExpectFlags:
 			var flags uint32
 			if flags, err = be32(v); err != nil {
@@ -150,29 +147,32 @@ func decodeTuple(b []byte) (t Tuple, proto uint8, err error) {
 				return nil
 			})
 		case ctaTupleProto:
-			return nlio.EachAttr(v, func(typ uint16, v []byte) error {
+			return nlio.EachAttr(v, func(typ uint16, v []byte) (err error) {
 				switch typ {
 				case ctaProtoNum:
 					if len(v) != 1 {
 						return errMalformed
 					}
 					proto = v[0]
-				case ctaProtoSrcPort, ctaProtoDstPort:
-					if len(v) != 2 {
-						return errMalformed
-					}
-					if typ == ctaProtoSrcPort {
-						t.SPort = binary.BigEndian.Uint16(v)
-					} else {
-						t.DPort = binary.BigEndian.Uint16(v)
-					}
+				case ctaProtoSrcPort:
+					t.SPort, err = be16(v)
+				case ctaProtoDstPort:
+					t.DPort, err = be16(v)
 				}
-				return nil
+				return err
 			})
 		}
 		return nil
 	})
 	return t, proto, err
+}
+
+// be16 decodes a big-endian 16-bit attribute.
+func be16(v []byte) (uint16, error) {
+	if len(v) != 2 {
+		return 0, errMalformed
+	}
+	return binary.BigEndian.Uint16(v), nil
 }
 
 // be32 decodes a big-endian 32-bit attribute.

@@ -225,7 +225,7 @@ func (n *namespace) each(helper string, fn func(Expectation)) error {
 			derr = err
 			return true
 		}
-		if helper == "" || x.Helper == helper {
+		if keeps(helper, x.Helper) {
 			fn(x)
 		}
 		return false
@@ -430,7 +430,10 @@ func (w *watcher) forget(cutoff time.Time) {
 	}
 }
 
-func (w *watcher) wanted(helper string) bool { return w.o.helper == "" || helper == w.o.helper }
+// keeps reports whether the helper filter ("" for all) admits helper name.
+func keeps(filter, name string) bool { return filter == "" || name == filter }
+
+func (w *watcher) wanted(helper string) bool { return keeps(w.o.helper, helper) }
 
 // message handles one event message from the kernel.
 func (w *watcher) message(m netlink.Message) {

@@ -127,6 +127,70 @@ func TestDecodeKernelEvents(t *testing.T) {
 	}
 }
 
+// unrelated returns a copy of a new-connection message without its helper
+// (CTA_HELP) and without IPS_EXPECTED in its status: what the kernel sends
+// for any other new connection.
+func unrelated(t *testing.T, m netlink.Message) netlink.Message {
+	t.Helper()
+	out := bytes.Clone(m.Data[:4])
+	for b := m.Data[4:]; len(b) > 0; {
+		l := int(binary.NativeEndian.Uint16(b))
+		attr := bytes.Clone(b[:l])
+		switch binary.NativeEndian.Uint16(b[2:]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER) {
+		case ctaHelp:
+			attr = nil
+		case ctaStatus:
+			binary.BigEndian.PutUint32(attr[4:], binary.BigEndian.Uint32(attr[4:])&^ipsExpected)
+		}
+		out = append(out, attr...)
+		for len(out)%4 != 0 {
+			out = append(out, 0)
+		}
+		b = b[min((l+3)&^3, len(b)):]
+	}
+	m.Data = out
+	return m
+}
+
+// TestMayRelate: the watch's pre-filter lets through every new connection
+// of the FTP session (control connections with a helper, data connections
+// it expected) and skips the same messages without helper and expected
+// status, which the full decoding would have reported nothing for.
+func TestMayRelate(t *testing.T) {
+	n := 0
+	for _, m := range readFixture(t, "ftp-events.hex") {
+		if m.Header.Type>>8 != unix.NFNL_SUBSYS_CTNETLINK {
+			continue
+		}
+		n++
+		if !mayRelate(m.Data) {
+			t.Errorf("message %d skipped: %x", n, m.Data)
+		}
+		plain := unrelated(t, m)
+		if mayRelate(plain.Data) {
+			t.Errorf("message %d without helper and expected status let through", n)
+		}
+		var ev ct.Event
+		if err := ev.Unmarshal(plain); err != nil || ev.Flow.Helper.Name != "" || ev.Flow.Status.Expected() {
+			t.Errorf("message %d: the stripped copy still decodes with helper %q, status %v (%v)", n, ev.Flow.Helper.Name, ev.Flow.Status, err)
+		}
+		var got []Event
+		w := newTestWatcher("", &got)
+		w.message(plain)
+		if len(got) != 0 || len(w.masters) != 0 {
+			t.Errorf("message %d: the stripped copy gave events %v, masters %v", n, got, w.masters)
+		}
+	}
+	if n != 4 {
+		t.Fatalf("%d new-connection messages in the fixture, want 4", n)
+	}
+	for _, malformed := range [][]byte{nil, {2, 0, 0}, {2, 0, 0, 0, 9, 0}} {
+		if !mayRelate(malformed) {
+			t.Errorf("malformed %x skipped; it must be left to the full decoding", malformed)
+		}
+	}
+}
+
 func TestEventJSON(t *testing.T) {
 	var got []Event
 	w := newTestWatcher("", &got)
@@ -227,6 +291,14 @@ func FuzzDecodeEvent(f *testing.F) {
 		var got []Event
 		w := newTestWatcher("", &got)
 		w.message(m)
+		if m.Header.Type>>8 == unix.NFNL_SUBSYS_CTNETLINK && !mayRelate(m.Data) {
+			// Skipped by the pre-filter: the full decoding must agree
+			// that the connection has no helper and was not expected.
+			var ev ct.Event
+			if ev.Unmarshal(m) == nil && ev.Flow != nil && (ev.Flow.Helper.Name != "" || ev.Flow.Status.Expected()) {
+				t.Fatalf("pre-filter skipped a connection with helper %q, status %v: %x", ev.Flow.Helper.Name, ev.Flow.Status, b)
+			}
+		}
 		for _, e := range got {
 			_ = e.String()
 			if b, err := e.MarshalJSON(); err != nil || !json.Valid(b) {

@@ -7,7 +7,8 @@
 // this package itself, in 64 KiB reads, straight into [Expectation], and
 // encoded to JSON without reflection ([WriteJSON]). Connections (the data
 // connections of "related" events, and a master's helper) are decoded by
-// github.com/ti-mo/conntrack. Its generic decoder cost more than the
+// github.com/ti-mo/conntrack, and only they: of the other new connections
+// that a watch hears of, only the helper and status attributes are read. Its generic decoder cost more than the
 // kernel's own dump: listing 4,000 expectations took 38 ms with it, 12 ms
 // now, of which the kernel takes 10 (docs/BENCHMARKS.md).
 //

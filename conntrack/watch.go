@@ -457,7 +457,7 @@ func (w *watcher) message(m netlink.Message) {
 		}
 		return
 	}
-	if sub != unix.NFNL_SUBSYS_CTNETLINK {
+	if sub != unix.NFNL_SUBSYS_CTNETLINK || !mayRelate(m.Data) {
 		return
 	}
 	var ev ct.Event

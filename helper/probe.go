@@ -35,13 +35,11 @@ type Capability struct {
 // not an error: it yields Available false.
 func Probe(root string) (Capability, error) {
 	var c Capability
-	auto, err := os.ReadFile(filepath.Join(root, "proc", "sys", "net", "netfilter", "nf_conntrack_helper"))
-	switch {
-	case err == nil:
-		c.AutoAssign = strings.TrimSpace(string(auto)) == "1"
-	case !errors.Is(err, fs.ErrNotExist):
-		return c, fmt.Errorf("probe nf_conntrack_helper sysctl: %w", err)
+	auto, err := readValue(filepath.Join(root, "proc", "sys", "net", "netfilter", "nf_conntrack_helper"), "nf_conntrack_helper sysctl")
+	if err != nil {
+		return c, err
 	}
+	c.AutoAssign = auto == "1"
 	dir := filepath.Join(root, "sys", "module", FTP.Module)
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -50,12 +48,12 @@ func Probe(root string) (Capability, error) {
 		return c, fmt.Errorf("probe %s: %w", dir, err)
 	}
 	c.Available = true
-	ports, err := readParam(dir, "ports")
+	ports, err := readValue(filepath.Join(dir, "parameters", "ports"), FTP.Module+" parameter ports")
 	if err != nil {
 		return c, err
 	}
 	c.Ports = ports
-	loose, err := readParam(dir, "loose")
+	loose, err := readValue(filepath.Join(dir, "parameters", "loose"), FTP.Module+" parameter loose")
 	if err != nil {
 		return c, err
 	}
@@ -63,15 +61,15 @@ func Probe(root string) (Capability, error) {
 	return c, nil
 }
 
-// readParam returns a module parameter's value, or "" when the kernel does
-// not expose it.
-func readParam(moduleDir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(moduleDir, "parameters", name))
+// readValue returns the trimmed content of a sysctl or module parameter
+// file, or "" when the kernel does not expose it; what names it in errors.
+func readValue(path, what string) (string, error) {
+	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
 	}
 	if err != nil {
-		return "", fmt.Errorf("probe %s parameter %s: %w", FTP.Module, name, err)
+		return "", fmt.Errorf("probe %s: %w", what, err)
 	}
 	return strings.TrimSpace(string(b)), nil
 }

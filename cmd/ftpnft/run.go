@@ -241,26 +241,14 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		if o.cfg.Policy, err = nft.ParsePolicy(policy); err != nil {
 			return nil, err
 		}
-		for _, a := range allow {
-			s, err := nft.ParseService(a)
-			if err != nil {
-				return nil, err
-			}
-			o.cfg.Allow = append(o.cfg.Allow, s)
+		if o.cfg.Allow, err = parseEach(allow, nft.ParseService); err != nil {
+			return nil, err
 		}
-		for _, d := range dnat {
-			fwd, err := nft.ParseDNAT(d)
-			if err != nil {
-				return nil, err
-			}
-			o.cfg.DNAT = append(o.cfg.DNAT, fwd)
+		if o.cfg.DNAT, err = parseEach(dnat, nft.ParseDNAT); err != nil {
+			return nil, err
 		}
-		for _, m := range masquerade {
-			iface, err := nft.ParseInterface(m)
-			if err != nil {
-				return nil, err
-			}
-			o.cfg.Masquerade = append(o.cfg.Masquerade, iface)
+		if o.cfg.Masquerade, err = parseEach(masquerade, nft.ParseInterface); err != nil {
+			return nil, err
 		}
 		if o.cfg.RelatedPorts, err = nft.ParsePortRange(relatedPorts); err != nil {
 			return nil, fmt.Errorf("--related-ports: %w", err)
@@ -270,12 +258,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, fmt.Errorf("--passive-ports: %w", err)
 			}
 		}
-		for _, src := range sources {
-			p, err := nft.ParseSource(src)
-			if err != nil {
-				return nil, err
-			}
-			o.cfg.Sources = append(o.cfg.Sources, p)
+		if o.cfg.Sources, err = parseEach(sources, nft.ParseSource); err != nil {
+			return nil, err
 		}
 		for _, f := range sourceFiles {
 			ps, err := nft.ReadSourceFile(f)
@@ -314,6 +298,20 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		}
 	}
 	return o, nil
+}
+
+// parseEach parses each value of a repeatable flag, stopping at the first
+// error; no values give nil.
+func parseEach[T any](values []string, parse func(string) (T, error)) ([]T, error) {
+	var out []T
+	for _, v := range values {
+		x, err := parse(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // sshConnection returns SSH_CONNECTION from the environment. When it is not

@@ -348,33 +348,12 @@ func BenchmarkList(b *testing.B) {
 func BenchmarkWatch(b *testing.B) {
 	srv, cli := loadPair(b)
 
-	cmd := exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", srv.Path)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	// The pipe is closed after the watch is killed (cleanups run last
+	// first), which ends the reading below.
+	stdout, w := io.Pipe()
+	b.Cleanup(func() { w.Close() })
+	_, _, stderr := startWatch(b, srv, w)
 	var mu sync.Mutex
-	ready := make(chan struct{})
-	var errText strings.Builder // guarded by mu
-	go func() {
-		s := bufio.NewScanner(stderr)
-		for s.Scan() {
-			mu.Lock()
-			errText.WriteString(s.Text() + "\n")
-			mu.Unlock()
-			if strings.Contains(s.Text(), "watching expectations") {
-				close(ready)
-			}
-		}
-	}()
 	var news, lost int
 	var last time.Time
 	go func() {
@@ -392,11 +371,6 @@ func BenchmarkWatch(b *testing.B) {
 			mu.Unlock()
 		}
 	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		b.Fatal("watch did not become ready")
-	}
 	// Only now: with nf_conntrack_events at its default (2), the kernel
 	// reports events of connections that began while someone listened.
 	conns := dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), 500)
@@ -416,9 +390,7 @@ func BenchmarkWatch(b *testing.B) {
 			b.ReportMetric(float64(gone), "lost-reports")
 			b.ReportMetric(float64(sent-got), "missing")
 			if got < sent && gone == 0 {
-				mu.Lock()
-				defer mu.Unlock()
-				b.Fatalf("%d of %d new expectations were not reported, and no loss was reported; watch said:\n%s", sent-got, sent, errText.String())
+				b.Fatalf("%d of %d new expectations were not reported, and no loss was reported; watch said:\n%s", sent-got, sent, stderr())
 			}
 			return
 		}

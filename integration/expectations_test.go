@@ -22,49 +22,67 @@ import (
 	"github.com/ftpnft/ftpnft/nft"
 )
 
-// watchCLI runs `ftpnft expectations --watch --json` for ns and returns once
-// it says it is watching. stop interrupts it (SIGINT) and returns the events
-// it printed, checking that it exits 0 promptly.
-func watchCLI(t testing.TB, ns *Host) (stop func() []map[string]any) {
+// startWatch starts `ftpnft expectations --watch --json` for ns, writing
+// its standard output to stdout, and returns once it says it is watching.
+// done receives the result of its Wait; stderr returns what it has printed
+// on standard error so far. The test's cleanup kills it.
+func startWatch(t testing.TB, ns *Host, stdout io.Writer) (cmd *exec.Cmd, done <-chan error, stderr func() string) {
 	t.Helper()
-	cmd := exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", ns.Path)
-	var out bytes.Buffer
-	cmd.Stdout = &out
-	stderr, err := cmd.StderrPipe()
+	cmd = exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", ns.Path)
+	cmd.Stdout = stdout
+	errPipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	done := make(chan error, 1)
-	var errText strings.Builder
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var mu sync.Mutex
+	var errText strings.Builder // guarded by mu
+	stderr = func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		return errText.String()
+	}
+	exited := make(chan error, 1)
 	ready := make(chan struct{})
 	go func() {
-		s := bufio.NewScanner(stderr)
+		s := bufio.NewScanner(errPipe)
 		for s.Scan() {
+			mu.Lock()
 			errText.WriteString(s.Text() + "\n")
+			mu.Unlock()
 			if strings.Contains(s.Text(), "watching expectations") {
 				close(ready)
 			}
 		}
-		done <- cmd.Wait()
+		exited <- cmd.Wait()
 	}()
-	t.Cleanup(func() { cmd.Process.Kill() })
 	select {
 	case <-ready:
-	case err := <-done:
-		t.Fatalf("watch exited early: %v\n%s", err, errText.String())
+	case err := <-exited:
+		t.Fatalf("watch exited early: %v\n%s", err, stderr())
 	case <-time.After(10 * time.Second):
 		t.Fatal("watch did not become ready")
 	}
+	return cmd, exited, stderr
+}
+
+// watchCLI runs `ftpnft expectations --watch --json` for ns and returns once
+// it says it is watching. stop interrupts it (SIGINT) and returns the events
+// it printed, checking that it exits 0 promptly.
+func watchCLI(t testing.TB, ns *Host) (stop func() []map[string]any) {
+	t.Helper()
+	var out bytes.Buffer
+	cmd, done, stderr := startWatch(t, ns, &out)
 	return func() []map[string]any {
 		t.Helper()
 		cmd.Process.Signal(syscall.SIGINT)
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("watch after SIGINT: %v\n%s", err, errText.String())
+				t.Fatalf("watch after SIGINT: %v\n%s", err, stderr())
 			}
 		case <-time.After(3 * time.Second):
 			t.Fatal("watch did not stop within 3s of SIGINT")

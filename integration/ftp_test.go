@@ -144,6 +144,14 @@ func TestInstallMakesFTPWork(t *testing.T) {
 	}
 }
 
+// foreignTables lists, with rule handles, the two tables that tests load
+// beside ftpnft's: "inet firewalld_like" and "ip filter".
+func foreignTables(t *testing.T, h *Host) string {
+	t.Helper()
+	return h.MustExec(t, "nft", "-a", "list", "table", "inet", "firewalld_like") +
+		h.MustExec(t, "nft", "-a", "list", "table", "ip", "filter")
+}
+
 // TestReinstallIdempotentAndForeignTablesUntouched installs twice (the second
 // time nothing is sent: rule handles stay the same), changes a flag (the table
 // is replaced atomically), uninstalls twice, and shows that tables ftpnft did
@@ -166,11 +174,7 @@ table ip filter {
 }
 `
 	srv.NftApply(t, foreign)
-	listForeign := func() string {
-		return srv.MustExec(t, "nft", "-a", "list", "table", "inet", "firewalld_like") +
-			srv.MustExec(t, "nft", "-a", "list", "table", "ip", "filter")
-	}
-	foreignBefore := listForeign()
+	foreignBefore := foreignTables(t, srv)
 
 	out := mustFtpnft(t, "install", "--netns", srv.Path)
 	if !strings.Contains(out, "installed") {
@@ -200,7 +204,7 @@ table ip filter {
 	if list, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/"), okTimeout); err != nil || !bytes.Contains(list, []byte("hello.txt")) {
 		t.Fatalf("FTP after replace: %v\n%s", err, list)
 	}
-	if got := listForeign(); got != foreignBefore {
+	if got := foreignTables(t, srv); got != foreignBefore {
 		t.Fatalf("install changed foreign tables:\n--- before\n%s\n--- after\n%s", foreignBefore, got)
 	}
 
@@ -215,7 +219,7 @@ table ip filter {
 	if rs := srv.NftList(t); strings.Contains(rs, "table inet ftpnft") {
 		t.Fatalf("ruleset after uninstall still mentions ftpnft:\n%s", rs)
 	}
-	if got := listForeign(); got != foreignBefore {
+	if got := foreignTables(t, srv); got != foreignBefore {
 		t.Fatalf("uninstall changed foreign tables:\n--- before\n%s\n--- after\n%s", foreignBefore, got)
 	}
 
@@ -267,15 +271,9 @@ func TestRenderEqualsInstall(t *testing.T) {
 			if !strings.Contains(out, "unchanged") {
 				t.Fatalf("install over the identical nft-loaded table said %q, want unchanged", out)
 			}
-			var st struct {
-				nft.Status
-			}
-			js := mustFtpnft(t, append([]string{"status", "--json", "--netns", a.Path}, args...)...)
-			if err := json.Unmarshal([]byte(js), &st); err != nil {
-				t.Fatal(err)
-			}
+			st, _ := readStatus(t, append([]string{"--netns", a.Path}, args...)...)
 			if !st.Installed || !st.Owned || !st.Matches {
-				t.Fatalf("status of nft-loaded render: %s", js)
+				t.Fatalf("status of nft-loaded render: %+v", st)
 			}
 		})
 	}
@@ -522,11 +520,7 @@ table ip filter {
 	}
 }
 `)
-	listForeign := func() string {
-		return srv.MustExec(t, "nft", "-a", "list", "table", "inet", "firewalld_like") +
-			srv.MustExec(t, "nft", "-a", "list", "table", "ip", "filter")
-	}
-	foreign := listForeign()
+	foreign := foreignTables(t, srv)
 
 	mustFtpnft(t, "install", "--netns", srv.Path)
 	mustFetch(t, cli, PASV, srv.V4, 21, files)
@@ -549,7 +543,7 @@ table ip filter {
 	}
 
 	mustFtpnft(t, "uninstall", "--netns", srv.Path)
-	if got := listForeign(); got != foreign {
+	if got := foreignTables(t, srv); got != foreign {
 		t.Fatalf("foreign tables changed:\n--- before\n%s\n--- after\n%s", foreign, got)
 	}
 	// Negative control: their policy alone admits the control connection

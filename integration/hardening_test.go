@@ -82,8 +82,7 @@ func TestSourceAllowlist(t *testing.T) {
 	mustFetch(t, cli, EPSV, srv.V6, 21, files)
 	// A second address of the client, not in the allowlist. (Added only
 	// now: Linux would prefer the newer IPv6 address as source.)
-	cli.MustExec(t, "ip", "addr", "add", "192.0.2.3/24", "dev", "eth-srv")
-	cli.MustExec(t, "ip", "addr", "add", "2001:db8:f7::3/64", "dev", "eth-srv", "nodad")
+	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/24", "2001:db8:f7::3/64"})
 	for other, to := range map[string]netip.Addr{"192.0.2.3": srv.V4, "2001:db8:f7::3": srv.V6} {
 		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", other, URL(to, 21, "/"))
 		if err == nil {
@@ -114,11 +113,10 @@ func TestConnLimit(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "refused") {
 		t.Fatalf("third connection over a limit of 2: %v, want connection refused", err)
 	}
-	_, counts := readStatus(t, "--netns", srv.Path, "--max-conn-per-source", "2")
+	st, counts := readStatus(t, "--netns", srv.Path, "--max-conn-per-source", "2")
 	if counts["ftp-control: over 2 connections per source ipv4"] == 0 {
 		t.Fatalf("limit counter is zero: %v", counts)
 	}
-	st, _ := readStatus(t, "--netns", srv.Path, "--max-conn-per-source", "2")
 	if !st.Matches || st.MaxConnPerSource != 2 {
 		t.Fatalf("status: %+v", st)
 	}

@@ -278,8 +278,6 @@ func NewPair(t testing.TB) (server, client *Host) {
 	client = NewHost(t, "cli")
 	Link(t, server, []string{"192.0.2.1/24", "2001:db8:f7::1/64"},
 		client, []string{"192.0.2.2/24", "2001:db8:f7::2/64"})
-	server.V4, server.V6 = netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8:f7::1")
-	client.V4, client.V6 = netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("2001:db8:f7::2")
 	return server, client
 }
 
@@ -320,7 +318,6 @@ func NewRouted(t testing.TB, outsideRoutes bool) *Routed {
 		r.Router, []string{"198.51.100.1/24", "2001:db8:51::1/64"})
 	Link(t, r.Router, []string{"203.0.113.1/24", "2001:db8:113::1/64"},
 		r.Inner, []string{"203.0.113.2/24", "2001:db8:113::2/64"})
-	r.Router.V4, r.Router.V6 = r.RouterOutside[0], r.RouterOutside[1]
 	r.Router.MustExec(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	r.Inner.mustIP(t, "route", "add", "default", "via", r.RouterInside[0].String())
 	r.Inner.mustIP(t, "-6", "route", "add", "default", "via", r.RouterInside[1].String())

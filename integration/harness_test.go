@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -127,7 +128,7 @@ func TestHarness(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		prefix := strings.TrimSuffix(name, name[strings.LastIndex(name, "-"):])
+		prefix := name[:strings.LastIndex(name, "-")]
 		for _, line := range strings.Split(string(netns), "\n") {
 			if strings.HasPrefix(line, prefix) {
 				t.Errorf("namespace %q left behind", line)
@@ -137,7 +138,7 @@ func TestHarness(t *testing.T) {
 			t.Errorf("%s: stat: %v, want not exist", filepath.Join(netnsDir, name), err)
 		}
 	}
-	if pids := processesWithArg(t, config); len(pids) > 0 {
+	if pids := processesWhere(func(args []string) bool { return slices.Contains(args, config) }); len(pids) > 0 {
 		t.Errorf("vsftpd processes %v left behind", pids)
 	}
 }
@@ -203,20 +204,18 @@ func dropAllBut(rules ...string) string {
 `
 }
 
-// processesWithArg returns the live processes one of whose arguments is arg.
-func processesWithArg(t *testing.T, arg string) []int {
-	t.Helper()
+// processesWhere returns the live processes whose arguments (argv) match.
+func processesWhere(match func(args []string) bool) []int {
 	var pids []int
-	for pid := range readProcTable() {
-		cmdline, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	files, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range files {
+		cmdline, err := os.ReadFile(f)
 		if err != nil {
-			continue
+			continue // ended meanwhile
 		}
-		for _, a := range bytes.Split(cmdline, []byte{0}) {
-			if string(a) == arg {
-				pids = append(pids, pid)
-				break
-			}
+		if match(strings.Split(strings.TrimSuffix(string(cmdline), "\x00"), "\x00")) {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+			pids = append(pids, pid)
 		}
 	}
 	return pids

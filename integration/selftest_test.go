@@ -6,9 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,21 +15,10 @@ import (
 
 // peersLeft lists processes still running as selftest peers of this test's
 // ftpnft binary.
-func peersLeft(t *testing.T) []string {
-	t.Helper()
-	var left []string
-	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range dirs {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		args := strings.Split(string(b), "\x00")
-		if len(args) > 1 && args[0] == ftpnftBin && args[1] == "selftest-peer" {
-			left = append(left, f)
-		}
-	}
-	return left
+func peersLeft() []int {
+	return processesWhere(func(args []string) bool {
+		return len(args) > 1 && args[0] == ftpnftBin && args[1] == "selftest-peer"
+	})
 }
 
 // TestSelftest runs `ftpnft selftest`: every step observed, exit 0, the
@@ -66,7 +53,7 @@ func TestSelftest(t *testing.T) {
 	if !bytes.Equal(before, after) {
 		t.Fatalf("selftest changed the host's ruleset:\n--- before\n%s\n--- after\n%s", before, after)
 	}
-	if left := peersLeft(t); len(left) > 0 {
+	if left := peersLeft(); len(left) > 0 {
 		t.Fatalf("selftest left peers running: %v", left)
 	}
 }
@@ -92,8 +79,8 @@ func TestSelftestInterrupted(t *testing.T) {
 			break
 		}
 	}
-	if len(peersLeft(t)) != 2 {
-		t.Fatalf("want 2 peers running mid-test, found %v", peersLeft(t))
+	if left := peersLeft(); len(left) != 2 {
+		t.Fatalf("want 2 peers running mid-test, found %v", left)
 	}
 	cmd.Process.Signal(syscall.SIGINT)
 	done := make(chan error, 1)
@@ -111,7 +98,7 @@ func TestSelftestInterrupted(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("selftest still running 5s after SIGINT")
 	}
-	if left := peersLeft(t); len(left) > 0 {
+	if left := peersLeft(); len(left) > 0 {
 		t.Fatalf("interrupted selftest left peers running: %v", left)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
@@ -146,7 +147,7 @@ func unrelated(t *testing.T, m netlink.Message) netlink.Message {
 		for len(out)%4 != 0 {
 			out = append(out, 0)
 		}
-		b = b[min((l+3)&^3, len(b)):]
+		b = b[min(nlio.Align(l), len(b)):]
 	}
 	m.Data = out
 	return m

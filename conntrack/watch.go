@@ -26,6 +26,7 @@ type Option func(*options)
 
 type options struct {
 	netnsPath  string
+	netnsSet   bool // WithNetNS was given, even with ""
 	netnsFd    int
 	helper     string
 	readBuffer int
@@ -38,8 +39,11 @@ type options struct {
 func WithReady(ready func()) Option { return func(o *options) { o.ready = ready } }
 
 // WithNetNS works in the network namespace at path, such as
-// /var/run/netns/NAME or /proc/PID/ns/net.
-func WithNetNS(path string) Option { return func(o *options) { o.netnsPath = path } }
+// /var/run/netns/NAME or /proc/PID/ns/net. An empty path is an error, never
+// the caller's own namespace; so is a path that is not a network namespace.
+func WithNetNS(path string) Option {
+	return func(o *options) { o.netnsPath, o.netnsSet = path, true }
+}
 
 // WithNetNSFd works in the network namespace of an open file descriptor,
 // which the caller keeps open and owns.
@@ -80,10 +84,10 @@ type namespace struct {
 
 func openNamespace(o options) (*namespace, error) {
 	switch {
-	case o.netnsPath != "":
-		f, err := os.Open(o.netnsPath)
+	case o.netnsSet:
+		f, err := nlio.OpenNetNS(o.netnsPath)
 		if err != nil {
-			return nil, fmt.Errorf("open network namespace %s: %w", o.netnsPath, err)
+			return nil, err
 		}
 		var st unix.Stat_t
 		if err := unix.Fstat(int(f.Fd()), &st); err != nil {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ftpnft/ftpnft/internal/input"
 )
 
 // Spec describes one kernel conntrack helper as nftables uses it.
@@ -39,14 +41,14 @@ var FTP = Spec{
 func ParsePort(s string) (uint16, error) {
 	t := strings.TrimSpace(s)
 	if t == "" {
-		return 0, fmt.Errorf("port %q: empty", s)
+		return 0, fmt.Errorf("port %s: empty", input.Quote(s))
 	}
 	n, err := strconv.ParseUint(t, 10, 32)
 	if err != nil {
-		return 0, fmt.Errorf("port %q: not a number", s)
+		return 0, fmt.Errorf("port %s: not a number", input.Quote(s))
 	}
 	if n < 1 || n > 65535 {
-		return 0, fmt.Errorf("port %q: out of range 1-65535", s)
+		return 0, fmt.Errorf("port %s: out of range 1-65535", input.Quote(s))
 	}
 	return uint16(n), nil
 }
@@ -56,17 +58,17 @@ func ParsePort(s string) (uint16, error) {
 // accepted. The order is kept.
 func ParsePorts(s string) ([]uint16, error) {
 	if strings.TrimSpace(s) == "" {
-		return nil, fmt.Errorf("ports %q: empty list", s)
+		return nil, fmt.Errorf("ports %s: empty list", input.Quote(s))
 	}
 	var ports []uint16
 	seen := map[uint16]bool{}
 	for _, item := range strings.Split(s, ",") {
 		p, err := ParsePort(item)
 		if err != nil {
-			return nil, fmt.Errorf("ports %q: %w", s, err)
+			return nil, fmt.Errorf("ports %s: %w", input.Quote(s), err)
 		}
 		if seen[p] {
-			return nil, fmt.Errorf("ports %q: port %d listed twice", s, p)
+			return nil, fmt.Errorf("ports %s: port %d listed twice", input.Quote(s), p)
 		}
 		seen[p] = true
 		ports = append(ports, p)

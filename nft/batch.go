@@ -25,6 +25,9 @@ type batch struct {
 	*nftables.Conn
 	msgs []netlink.Message
 	gen  uint32 // the generation the batch is built for and checked against
+	// applied tells, when the kernel's answers to the batch were lost,
+	// whether the kernel holds what the batch asked for.
+	applied func(c *conn) (bool, error)
 }
 
 func newBatch() (*batch, error) {
@@ -59,13 +62,19 @@ func (b *batch) messages() ([]netlink.Message, error) {
 	return b.msgs, nil
 }
 
-// commit sends msgs as one batch that the kernel applies only while the
-// ruleset is still at generation gen (NFNL_BATCH_GENID: the kernel checks
-// it under the lock that serializes all nf_tables transactions). Another
-// commit since gen makes the kernel refuse the whole batch (ERESTART), and
-// commit returns errChanged. When the kernel rejects a message, the error
-// names it: its position in the batch and what it asked for.
-func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) error {
+// commit sends b's messages as one batch that the kernel applies only while
+// the ruleset is still at generation b.gen (NFNL_BATCH_GENID: the kernel
+// checks it under the lock that serializes all nf_tables transactions).
+// Another commit since then makes the kernel refuse the whole batch
+// (ERESTART), and commit returns errChanged. When the kernel rejects a
+// message, the error names it: its position in the batch and what it asked
+// for.
+func (c *conn) commit(op, table string, b *batch) error {
+	msgs, err := b.messages()
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: err}
+	}
+	gen := b.gen
 	all := make([]netlink.Message, 0, len(msgs)+2)
 	all = append(all, batchMessage(unix.NFNL_MSG_BATCH_BEGIN, gen))
 	want := 0 // answers expected: one per message that asks for an ack
@@ -85,6 +94,9 @@ func (c *conn) commit(op, table string, msgs []netlink.Message, gen uint32) erro
 	}
 
 	replies, err := c.exchange(all)
+	if errors.Is(err, unix.ENOBUFS) {
+		return c.overflowed(op, table, b)
+	}
 	if err != nil {
 		return &Error{Op: op, Table: table, Err: classify(err)}
 	}
@@ -117,10 +129,35 @@ func (c *conn) exchange(msgs []netlink.Message) ([]reply, error) {
 	// The kernel handles a batch inside sendmsg: when that returns, every
 	// answer is queued. Read them all without waiting, as nft does.
 	ms, err := c.talk(msgs, false, nil)
-	if errors.Is(err, unix.ENOBUFS) {
-		return nil, fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, so whether it was applied is unknown; check with status: %w", err)
-	}
 	return acks(ms), err
+}
+
+// overflowed finds out what became of batch b after its answers overflowed
+// the socket's buffer (ENOBUFS) and were lost. The generation tells whether
+// anything was committed since the batch was built: nothing means that the
+// batch was not applied. Otherwise b.applied looks at the kernel: it holds
+// what the batch asked for, or it does not.
+func (c *conn) overflowed(op, table string, b *batch) error {
+	lost := func(err error) error {
+		return &Error{Op: op, Table: table, Err: fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, and %w", err)}
+	}
+	now, err := c.generation()
+	if err != nil {
+		return lost(fmt.Errorf("whether it was applied is unknown: %w", err))
+	}
+	if now == b.gen {
+		return lost(fmt.Errorf("it was not applied (the ruleset is still at generation %d): %w", now, unix.ENOBUFS))
+	}
+	if b.applied != nil {
+		ok, err := b.applied(c)
+		if err != nil {
+			return lost(fmt.Errorf("whether it was applied is unknown: %w", err))
+		}
+		if ok {
+			return nil
+		}
+	}
+	return lost(fmt.Errorf("it was not applied (another writer committed generation %d): %w", now, unix.ENOBUFS))
 }
 
 // dump sends a dump request and returns the kernel's answer, up to its end.
@@ -360,14 +397,25 @@ func tableMessage(name string, udata []byte) netlink.Message {
 	}
 }
 
-// stamped reports whether table carries the stamp of fp at the current
-// generation: ftpnft created it from a ruleset with fingerprint fp, and
-// nothing has been committed since.
-func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
-	gen, err := c.generation()
-	if err != nil {
-		return false, err
+// parseStamp returns the generation and fingerprint of the stamp in a
+// table's user data; ok is false when there is none.
+func parseStamp(udata []byte) (gen uint32, fp fingerprint, ok bool) {
+	for len(udata) >= 2 {
+		typ, n := udata[0], int(udata[1])
+		if 2+n > len(udata) {
+			break
+		}
+		if v := udata[2 : 2+n]; typ == stampType && n == 4+len(fp) {
+			copy(fp[:], v[4:])
+			return binary.BigEndian.Uint32(v), fp, true
+		}
+		udata = udata[2+n:]
 	}
+	return 0, fingerprint{}, false
+}
+
+// table reads the user data of table in family inet, and whether it exists.
+func (c *conn) table(name string) (udata []byte, found bool, err error) {
 	ms, err := c.dump(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE),
@@ -376,12 +424,24 @@ func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 		Data: []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0},
 	})
 	if err != nil {
-		return false, &Error{Op: "list tables", Err: classify(err)}
+		return nil, false, &Error{Op: "list tables", Err: classify(err)}
 	}
 	for _, m := range ms {
-		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWTABLE && stringAttr(m, unix.NFTA_TABLE_NAME) == table {
-			return bytes.Equal(bytesAttr(m, nftaTableUserdata), stamp(fp, gen)), nil
+		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWTABLE && stringAttr(m, unix.NFTA_TABLE_NAME) == name {
+			return bytesAttr(m, nftaTableUserdata), true, nil
 		}
 	}
-	return false, nil
+	return nil, false, nil
+}
+
+// stamped reports whether table carries the stamp of fp at the current
+// generation: ftpnft created it from a ruleset with fingerprint fp, and
+// nothing has been committed since.
+func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
+	gen, err := c.generation()
+	if err != nil {
+		return false, err
+	}
+	udata, found, err := c.table(table)
+	return found && bytes.Equal(udata, stamp(fp, gen)), err
 }

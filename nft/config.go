@@ -4,12 +4,12 @@ import (
 	"bytes"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/ftpnft/ftpnft/helper"
+	"github.com/ftpnft/ftpnft/internal/input"
 )
 
 // DefaultTable is the name of the table ftpnft manages unless told otherwise.
@@ -30,7 +30,7 @@ func ParsePolicy(s string) (Policy, error) {
 	case PolicyDrop, PolicyAccept:
 		return p, nil
 	}
-	return "", fmt.Errorf("policy %q: want drop or accept", s)
+	return "", fmt.Errorf("policy %s: want drop or accept", input.Quote(s))
 }
 
 // Service is an extra service the input policy admits, such as tcp/22.
@@ -46,14 +46,14 @@ func (s Service) String() string { return fmt.Sprintf("%s/%d", s.Protocol, s.Por
 func ParseService(s string) (Service, error) {
 	proto, port, ok := strings.Cut(s, "/")
 	if !ok {
-		return Service{}, fmt.Errorf("service %q: want PROTO/PORT such as tcp/22", s)
+		return Service{}, fmt.Errorf("service %s: want PROTO/PORT such as tcp/22", input.Quote(s))
 	}
 	if proto != "tcp" && proto != "udp" {
-		return Service{}, fmt.Errorf("service %q: protocol %q: want tcp or udp", s, proto)
+		return Service{}, fmt.Errorf("service %s: protocol %s: want tcp or udp", input.Quote(s), input.Quote(proto))
 	}
 	p, err := helper.ParsePort(port)
 	if err != nil {
-		return Service{}, fmt.Errorf("service %q: %w", s, err)
+		return Service{}, fmt.Errorf("service %s: %w", input.Quote(s), err)
 	}
 	return Service{Protocol: proto, Port: p}, nil
 }
@@ -97,11 +97,11 @@ func validateRoles(roles []Role) error {
 	}
 	for _, r := range roles {
 		if !slices.Contains(Roles, r) {
-			return fmt.Errorf("role %q: want server, client or router (comma separated)", r)
+			return fmt.Errorf("role %s: want server, client or router (comma separated)", input.Quote(string(r)))
 		}
 	}
 	if r, ok := firstDuplicate(roles); ok {
-		return fmt.Errorf("role %q listed twice", r)
+		return fmt.Errorf("role %s listed twice", input.Quote(string(r)))
 	}
 	return nil
 }
@@ -136,23 +136,23 @@ func (d DNAT) String() string { return fmt.Sprintf("%d=%s", d.ListenPort, d.To) 
 func ParseDNAT(s string) (DNAT, error) {
 	listen, to, ok := strings.Cut(s, "=")
 	if !ok {
-		return DNAT{}, fmt.Errorf("dnat %q: want LISTENPORT=ADDR:PORT such as 21=192.0.2.10:21 or 21=[2001:db8::10]:21", s)
+		return DNAT{}, fmt.Errorf("dnat %s: want LISTENPORT=ADDR:PORT such as 21=192.0.2.10:21 or 21=[2001:db8::10]:21", input.Quote(s))
 	}
 	lp, err := helper.ParsePort(listen)
 	if err != nil {
-		return DNAT{}, fmt.Errorf("dnat %q: listen %w", s, err)
+		return DNAT{}, fmt.Errorf("dnat %s: listen %w", input.Quote(s), err)
 	}
 	host, port, err := splitHostPort(to)
 	if err != nil {
-		return DNAT{}, fmt.Errorf("dnat %q: target %q: %w", s, to, err)
+		return DNAT{}, fmt.Errorf("dnat %s: target %s: %w", input.Quote(s), input.Quote(to), err)
 	}
 	addr, err := netip.ParseAddr(host)
 	if err != nil {
-		return DNAT{}, fmt.Errorf("dnat %q: target address %q: not an IPv4 or IPv6 address", s, host)
+		return DNAT{}, fmt.Errorf("dnat %s: target address %s: not an IPv4 or IPv6 address", input.Quote(s), input.Quote(host))
 	}
 	p, err := helper.ParsePort(port)
 	if err != nil {
-		return DNAT{}, fmt.Errorf("dnat %q: target %w", s, err)
+		return DNAT{}, fmt.Errorf("dnat %s: target %w", input.Quote(s), err)
 	}
 	d := DNAT{ListenPort: lp, To: netip.AddrPortFrom(addr, p)}
 	if err := d.validate(); err != nil {
@@ -209,7 +209,7 @@ const ifaceChars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234567
 // ParseInterface checks a network interface name such as "eth0".
 func ParseInterface(s string) (string, error) {
 	if len(s) == 0 || len(s) > 15 || strings.Trim(s, ifaceChars) != "" || s == "." || s == ".." {
-		return "", fmt.Errorf("interface %q: want 1 to 15 letters, digits or '_', '.', '@', '+', '-'", s)
+		return "", fmt.Errorf("interface %s: want 1 to 15 letters, digits or '_', '.', '@', '+', '-'", input.Quote(s))
 	}
 	return s, nil
 }
@@ -230,15 +230,15 @@ func (r PortRange) IsZero() bool { return r == PortRange{} }
 func ParsePortRange(s string) (PortRange, error) {
 	lo, hi, ok := strings.Cut(s, "-")
 	if !ok {
-		return PortRange{}, fmt.Errorf("port range %q: want LO-HI such as 50000-50100", s)
+		return PortRange{}, fmt.Errorf("port range %s: want LO-HI such as 50000-50100", input.Quote(s))
 	}
 	l, err := helper.ParsePort(lo)
 	if err != nil {
-		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+		return PortRange{}, fmt.Errorf("port range %s: %w", input.Quote(s), err)
 	}
 	h, err := helper.ParsePort(hi)
 	if err != nil {
-		return PortRange{}, fmt.Errorf("port range %q: %w", s, err)
+		return PortRange{}, fmt.Errorf("port range %s: %w", input.Quote(s), err)
 	}
 	r := PortRange{l, h}
 	return r, r.validate("port range")
@@ -268,7 +268,7 @@ func ParseRate(s string) (Rate, error) {
 	n, unit, ok := strings.Cut(s, "/")
 	v, err := strconv.ParseUint(n, 10, 32)
 	if !ok || err != nil {
-		return Rate{}, fmt.Errorf("rate %q: want N/second or N/minute with N a positive number", s)
+		return Rate{}, fmt.Errorf("rate %s: want N/second or N/minute with N a positive number", input.Quote(s))
 	}
 	r := Rate{N: v, Unit: unit}
 	return r, r.validate()
@@ -279,7 +279,7 @@ func (r Rate) validate() error {
 		return fmt.Errorf("rate %s: want N from 1 to %d", r, 1<<31)
 	}
 	if r.Unit != "second" && r.Unit != "minute" {
-		return fmt.Errorf("rate %s: unit %q: want second or minute", r, r.Unit)
+		return fmt.Errorf("rate %s: unit %s: want second or minute", r, input.Quote(r.Unit))
 	}
 	return nil
 }
@@ -291,13 +291,13 @@ func ParseSource(s string) (netip.Prefix, error) {
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
-			return netip.Prefix{}, fmt.Errorf("source %q: not an address or CIDR", s)
+			return netip.Prefix{}, fmt.Errorf("source %s: not an address or CIDR", input.Quote(s))
 		}
 		return netip.PrefixFrom(a, a.BitLen()), validateSource(netip.PrefixFrom(a, a.BitLen()))
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("source %q: not a CIDR (%v)", s, err)
+		return netip.Prefix{}, fmt.Errorf("source %s: not a CIDR (%v)", input.Quote(s), err)
 	}
 	return p, validateSource(p)
 }
@@ -316,11 +316,16 @@ func validateSource(p netip.Prefix) error {
 	return nil
 }
 
+// MaxSourceFileSize is the largest source file [ReadSourceFile] reads:
+// 256 MiB, five times a million IPv6 networks with a comment each.
+const MaxSourceFileSize = 256 << 20
+
 // ReadSourceFile reads sources from a file: one CIDR or address per line;
 // blank lines and everything after '#' are ignored. Errors name the file
-// and line.
+// and line. Only a regular file of at most [MaxSourceFileSize] bytes is
+// read: a FIFO, a device or a larger file is an error at once.
 func ReadSourceFile(path string) ([]netip.Prefix, error) {
-	data, err := os.ReadFile(path)
+	data, err := input.ReadFile(path, MaxSourceFileSize)
 	if err != nil {
 		return nil, fmt.Errorf("source file: %w", err)
 	}
@@ -426,14 +431,41 @@ func validTableName(s string) bool {
 	return true
 }
 
+// Limits of a configuration. Each control port, service, port forward and
+// masquerade is a rule in one or more chains, and all of them go to the
+// kernel in one batch whose answers must fit the socket's buffer: 12,000
+// control ports overflowed it. These limits are far above any real FTP
+// setup and far below that; a larger configuration is refused before
+// anything is sent. (Sources are set elements, not rules: no limit here.)
+const (
+	MaxPorts      = 256
+	MaxServices   = 1024
+	MaxDNAT       = 256
+	MaxMasquerade = 64
+)
+
 // Validate reports the first problem with c, naming the bad value. It makes
 // no netlink traffic.
 func (c Config) Validate() error {
+	for _, l := range []struct {
+		what string
+		n    int
+		max  int
+	}{
+		{"control ports", len(c.Ports), MaxPorts},
+		{"allowed services", len(c.Allow), MaxServices},
+		{"dnat forwards", len(c.DNAT), MaxDNAT},
+		{"masquerade interfaces", len(c.Masquerade), MaxMasquerade},
+	} {
+		if l.n > l.max {
+			return fmt.Errorf("%s: %d given, at most %d are supported", l.what, l.n, l.max)
+		}
+	}
 	if !validTableName(c.Table) {
-		return fmt.Errorf("table %q: want a letter followed by letters, digits, '_', '-' or '.' (at most 255)", c.Table)
+		return fmt.Errorf("table %s: want a letter followed by letters, digits, '_', '-' or '.' (at most 255)", input.Quote(c.Table))
 	}
 	if nftKeywords[c.Table] {
-		return fmt.Errorf("table %q: an nft keyword cannot name a table; choose another name", c.Table)
+		return fmt.Errorf("table %s: an nft keyword cannot name a table; choose another name", input.Quote(c.Table))
 	}
 	if len(c.Ports) == 0 {
 		return fmt.Errorf("ports: at least one FTP control port is needed")

@@ -61,11 +61,24 @@
 // re-install of the same ruleset reads nothing else; otherwise Apply
 // compares the table expression by expression.
 //
-// Every rule ftpnft writes carries a comment starting with "ftpnft: ". A
-// table is ftpnft's own when it has rules and all of them carry that
-// comment; any other table of the same name is left untouched and Apply and
-// Remove fail with [ErrNotOwned]. Tables, chains and objects outside
-// ftpnft's table are never read for changes nor written.
+// That digest is also the proof of ownership: a table is ftpnft's own when
+// its user data holds it, whatever has become of its rules. A table from
+// before the digest is ftpnft's when it has rules and all of them carry
+// ftpnft's comment ("ftpnft: ..."), as the text of [Ruleset.Render] makes
+// them. Any other table of the same name is left untouched (not even its
+// sets are read) and Apply and Remove fail with [ErrNotOwned]. Tables,
+// chains and objects outside ftpnft's table are never read for changes nor
+// written.
+//
+// A table of ftpnft's that was changed since ftpnft wrote it (flushed with
+// `nft flush table`, a rule added or deleted by hand) no longer matches its
+// digest: [Status.Modified] says so and [Status.Differences] say what
+// differs; Apply replaces it whole ([Result.Repaired]) and Remove deletes
+// it. Nothing a person can do to the table by hand locks ftpnft out of it.
+//
+// When the kernel's answers to a batch overflow the socket buffer, Apply
+// does not guess: the generation tells whether anything was committed, and
+// the table's digest whether it was ftpnft's batch.
 //
 // # Namespaces
 //

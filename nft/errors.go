@@ -10,7 +10,7 @@ import (
 
 // ErrNotOwned reports a table that has ftpnft's name but was not created by
 // ftpnft. ftpnft never changes or removes such a table.
-var ErrNotOwned = errors.New("table exists but was not created by ftpnft (its rules lack ftpnft's comments); choose another name with --table or remove it yourself")
+var ErrNotOwned = errors.New("table exists but was not created by ftpnft (it lacks ftpnft's stamp); choose another name with --table or remove it yourself")
 
 // ErrConcurrent reports that the ruleset kept changing while ftpnft read it
 // and prepared its batch (another program, or another ftpnft, committed in

@@ -40,6 +40,10 @@ type fakeKernel struct {
 	// midRead, when set, runs once when ftpnft lists chains: another writer
 	// committing while ftpnft reads its table.
 	midRead func()
+	// overflow loses the answers to every batch, as the kernel does when
+	// they overflow the socket's receive buffer (ENOBUFS); the batch itself
+	// is handled as usual.
+	overflow bool
 }
 
 type fakeState struct {
@@ -95,7 +99,11 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		return []netlink.Message{ack(netlink.Message{}, 0)}, nil
 	}
 	if subsys(reqs[0]) == 0 && msgType(reqs[0]) == unix.NFNL_MSG_BATCH_BEGIN {
-		return k.batch(reqs[0], reqs[1:len(reqs)-1]), nil
+		acks := k.batch(reqs[0], reqs[1:len(reqs)-1])
+		if k.overflow {
+			return nil, syscall.ENOBUFS
+		}
+		return acks, nil
 	}
 	req := reqs[0]
 	if k.gets == nil {

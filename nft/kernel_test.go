@@ -10,7 +10,6 @@ import (
 
 	"github.com/ftpnft/ftpnft/integration"
 	"github.com/google/nftables"
-	"github.com/mdlayher/netlink"
 )
 
 // TestKernelRefusesStaleGeneration shows, against the real kernel, what
@@ -24,17 +23,14 @@ func TestKernelRefusesStaleGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	addTable := func() []netlink.Message {
+	addTable := func(gen uint32) *batch {
 		b, err := newBatch()
 		if err != nil {
 			t.Fatal(err)
 		}
+		b.gen = gen
 		b.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "ftpnft"})
-		msgs, err := b.messages()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return msgs
+		return b
 	}
 
 	stale, err := c.generation()
@@ -42,7 +38,7 @@ func TestKernelRefusesStaleGeneration(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.MustExec(t, "nft", "add", "table", "inet", "someone_else")
-	if err := c.commit("install", "ftpnft", addTable(), stale); !errors.Is(err, errChanged) {
+	if err := c.commit("install", "ftpnft", addTable(stale)); !errors.Is(err, errChanged) {
 		t.Fatalf("batch at a stale generation: %v, want it refused", err)
 	}
 	if out := h.MustExec(t, "nft", "list", "tables"); strings.Contains(out, "ftpnft") {
@@ -56,7 +52,7 @@ func TestKernelRefusesStaleGeneration(t *testing.T) {
 	if current == stale {
 		t.Fatalf("generation %d unchanged after another commit", current)
 	}
-	if err := c.commit("install", "ftpnft", addTable(), current); err != nil {
+	if err := c.commit("install", "ftpnft", addTable(current)); err != nil {
 		t.Fatalf("batch at the current generation: %v", err)
 	}
 	if out := h.MustExec(t, "nft", "list", "tables"); !strings.Contains(out, "table inet ftpnft") {

@@ -9,11 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"syscall"
 
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
@@ -27,14 +27,19 @@ type Option func(*options)
 
 type options struct {
 	netnsPath string
+	netnsSet  bool // WithNetNS was given, even with ""
 	netnsFd   int
 	dial      nltest.Func
 }
 
 // WithNetNS works in the network namespace at path, such as
 // /var/run/netns/NAME or /proc/PID/ns/net. The caller's thread never
-// changes namespace: the netlink socket is created in the namespace.
-func WithNetNS(path string) Option { return func(o *options) { o.netnsPath = path } }
+// changes namespace: the netlink socket is created in the namespace. An
+// empty path is an error, never the caller's own namespace; so is a path
+// that is not a network namespace.
+func WithNetNS(path string) Option {
+	return func(o *options) { o.netnsPath, o.netnsSet = path, true }
+}
 
 // WithNetNSFd works in the network namespace of an open file descriptor.
 // The caller keeps ownership of fd.
@@ -64,12 +69,9 @@ func connect(opts []Option) (*conn, func(), error) {
 	switch {
 	case o.dial != nil:
 		copts = append(copts, nftables.WithTestDial(o.dial))
-	case o.netnsPath != "":
-		f, err := os.Open(o.netnsPath)
+	case o.netnsSet:
+		f, err := nlio.OpenNetNS(o.netnsPath)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, &Error{Op: "open netns", Err: fmt.Errorf("network namespace %s does not exist: %w", o.netnsPath, err)}
-			}
 			return nil, nil, &Error{Op: "open netns", Err: err}
 		}
 		copts = append(copts, nftables.WithNetNSFd(int(f.Fd())))
@@ -157,14 +159,19 @@ type Result struct {
 	Changed bool
 	// Replaced is true when an earlier ftpnft table was replaced.
 	Replaced bool
+	// Repaired is true when the table replaced had been changed since
+	// ftpnft wrote it (by hand, or by another program): flushed, rules
+	// added or deleted.
+	Repaired bool
 }
 
 // Apply makes the kernel hold rs, as one atomic netlink batch: when the table
 // exists and was made by ftpnft it is deleted and created anew in the same
 // batch, so a failure anywhere leaves the kernel as it was. When the kernel
-// already holds exactly rs, Apply sends nothing. A table of the same name
-// that ftpnft did not create is never touched: the error wraps
-// [ErrNotOwned].
+// already holds exactly rs, Apply sends nothing. A table of ftpnft's that
+// was changed by hand is replaced the same way ([Result.Repaired]). A table
+// of the same name that ftpnft did not create is never touched: the error
+// wraps [ErrNotOwned].
 func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 	c, release, err := connect(opts)
 	if err != nil {
@@ -185,10 +192,17 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 		if cur != nil {
 			b.DelTable(table)
 		}
-		if err := b.add(tableMessage(rs.Table, stamp(fp, nextGeneration(b.gen)))); err != nil {
+		st := stamp(fp, nextGeneration(b.gen))
+		if err := b.add(tableMessage(rs.Table, st)); err != nil {
 			return false, err
 		}
-		res = Result{Changed: true, Replaced: cur != nil}
+		// Only this batch can have left this stamp: it names the
+		// generation the batch's commit leads to.
+		b.applied = func(c *conn) (bool, error) {
+			udata, found, err := c.table(rs.Table)
+			return found && bytes.Equal(udata, st), err
+		}
+		res = Result{Changed: true, Replaced: cur != nil, Repaired: cur != nil && cur.modified()}
 		return true, enqueue(b, rs, table)
 	})
 	if err != nil {
@@ -258,11 +272,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 	if !send {
 		return unchanged()
 	}
-	msgs, err := b.messages()
-	if err != nil {
-		return &Error{Op: op, Table: table, Err: err}
-	}
-	return c.commit(op, table, msgs, gen)
+	return c.commit(op, table, b)
 }
 
 // enqueue adds the messages that fill table with rs to c's batch: its
@@ -359,6 +369,10 @@ func Remove(table string, opts ...Option) (removed bool, err error) {
 		removed = cur != nil
 		if cur != nil {
 			b.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
+			b.applied = func(c *conn) (bool, error) {
+				_, found, err := c.table(table)
+				return !found, err
+			}
 		}
 		return removed, nil
 	})
@@ -370,12 +384,24 @@ func Remove(table string, opts ...Option) (removed bool, err error) {
 
 // installed is a table as read back from the kernel.
 type installed struct {
+	// Owned reports that ftpnft created the table: its user data holds
+	// ftpnft's stamp (or, for a table from before the stamp, every rule
+	// carries ftpnft's comment). Of a table that is not owned nothing more
+	// is read.
 	Owned       bool
 	Helpers     []Helper
 	Sets        []Set
 	Chains      []installedChain
 	fingerprint fingerprint
+	// stamp is the fingerprint of the ruleset ftpnft created the table
+	// from, when the table has a stamp.
+	stamp    fingerprint
+	hasStamp bool
 }
+
+// modified reports whether the table was changed since ftpnft wrote it:
+// by hand (nft flush table, a rule added) or by another program.
+func (in *installed) modified() bool { return in.hasStamp && in.stamp != in.fingerprint }
 
 type installedChain struct {
 	Chain
@@ -384,20 +410,44 @@ type installedChain struct {
 
 // read returns the table named name in family inet, or nil if there is none.
 func read(c *conn, name string) (*installed, error) {
-	tables, err := c.ListTablesOfFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, &Error{Op: "list tables", Err: classify(err)}
+	udata, found, err := c.table(name)
+	if err != nil || !found {
+		return nil, err
 	}
-	var table *nftables.Table
-	for _, t := range tables {
-		if t.Name == name {
-			table = t
-		}
-	}
-	if table == nil {
-		return nil, nil
-	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
 	in := &installed{}
+	_, in.stamp, in.hasStamp = parseStamp(udata)
+
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, &Error{Op: "list chains", Table: name, Err: classify(err)}
+	}
+	rulesSeen, ownedRules := 0, 0
+	for _, ch := range chains {
+		if ch.Table.Name != name {
+			continue
+		}
+		ic := installedChain{Chain: chainOf(ch)}
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
+		}
+		ic.rules = rules
+		for _, r := range rules {
+			rulesSeen++
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			if strings.HasPrefix(comment, commentPrefix) {
+				ownedRules++
+			}
+			ic.Rules = append(ic.Rules, Rule{Comment: strings.TrimPrefix(comment, commentPrefix)})
+		}
+		in.Chains = append(in.Chains, ic)
+	}
+	in.Owned = in.hasStamp || rulesSeen > 0 && ownedRules == rulesSeen
+	if !in.Owned {
+		return &installed{}, nil
+	}
+
 	objs, err := c.GetNamedObjects(table)
 	if err != nil {
 		return nil, &Error{Op: "list objects", Table: name, Err: classify(err)}
@@ -422,12 +472,21 @@ func read(c *conn, name string) (*installed, error) {
 		return nil, &Error{Op: "list sets", Table: name, Err: classify(err)}
 	}
 	for _, st := range sets {
+		if st.Anonymous {
+			continue // part of a rule, which the fingerprint holds
+		}
 		s := Set{Name: st.Name, V6: st.KeyType.Name == nftables.TypeIP6Addr.Name, Interval: st.Interval,
 			Dynamic: st.Dynamic, Size: st.Size}
 		if st.HasTimeout {
 			s.Timeout = st.Timeout
 		}
-		if st.Interval {
+		switch st.KeyType.Name {
+		case nftables.TypeIPAddr.Name, nftables.TypeIP6Addr.Name:
+		default:
+			// Not a set of ftpnft's: its elements are not addresses.
+			s.otherKey = st.KeyType.Name
+		}
+		if st.Interval && s.otherKey == "" {
 			els, err := c.setElements(name, st.Name)
 			if err != nil {
 				return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
@@ -437,60 +496,33 @@ func read(c *conn, name string) (*installed, error) {
 		in.Sets = append(in.Sets, s)
 	}
 
-	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
-	if err != nil {
-		return nil, &Error{Op: "list chains", Table: name, Err: classify(err)}
-	}
-	rulesSeen, ownedRules := 0, 0
-	for _, ch := range chains {
-		if ch.Table.Name != name {
-			continue
-		}
-		ic := installedChain{Chain: Chain{Name: ch.Name}}
-		if ch.Hooknum != nil {
-			for n, h := range hookNumbers {
-				if h == *ch.Hooknum {
-					ic.Hook = n
-				}
-			}
-			if ic.Hook == "" {
-				ic.Hook = fmt.Sprintf("hook %d", *ch.Hooknum)
-			}
-		}
-		if ch.Priority != nil {
-			ic.Priority = int32(*ch.Priority)
-		}
-		if ch.Policy != nil {
-			ic.Policy = PolicyAccept
-			if *ch.Policy == nftables.ChainPolicyDrop {
-				ic.Policy = PolicyDrop
-			}
-		}
-		ic.Type = string(ch.Type)
-		rules, err := c.GetRules(table, ch)
-		if err != nil {
-			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
-		}
-		ic.rules = rules
-		for _, r := range rules {
-			rulesSeen++
-			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
-			if strings.HasPrefix(comment, commentPrefix) {
-				ownedRules++
-			}
-			ic.Rules = append(ic.Rules, Rule{Comment: strings.TrimPrefix(comment, commentPrefix)})
-		}
-		in.Chains = append(in.Chains, ic)
-	}
-	in.Owned = rulesSeen > 0 && ownedRules == rulesSeen
-	in.fingerprint = fingerprintOf(in.Helpers, in.Sets, in.Chains, func(ic installedChain) []ruleFP {
-		fps := make([]ruleFP, len(ic.rules))
-		for i, r := range ic.rules {
-			fps[i] = ruleFP{exprs: r.Exprs, udata: r.UserData}
-		}
-		return fps
-	})
+	in.fingerprint = fingerprintOf(in.Helpers, in.Sets, in.Chains, installedRules)
 	return in, nil
+}
+
+// chainOf describes a chain read back from the kernel.
+func chainOf(ch *nftables.Chain) Chain {
+	c := Chain{Name: ch.Name, Type: string(ch.Type)}
+	if ch.Hooknum != nil {
+		for n, h := range hookNumbers {
+			if h == *ch.Hooknum {
+				c.Hook = n
+			}
+		}
+		if c.Hook == "" {
+			c.Hook = fmt.Sprintf("hook %d", *ch.Hooknum)
+		}
+	}
+	if ch.Priority != nil {
+		c.Priority = int32(*ch.Priority)
+	}
+	if ch.Policy != nil {
+		c.Policy = PolicyAccept
+		if *ch.Policy == nftables.ChainPolicyDrop {
+			c.Policy = PolicyDrop
+		}
+	}
+	return c
 }
 
 func protoName(n uint8) string {
@@ -503,8 +535,32 @@ func protoName(n uint8) string {
 }
 
 type ruleFP struct {
-	exprs []expr.Any
-	udata []byte
+	exprs  []expr.Any
+	udata  []byte
+	handle uint64 // of a rule read back from the kernel
+}
+
+// comment returns the rule's comment and whether it is one of ftpnft's,
+// without ftpnft's prefix.
+func (r ruleFP) comment() (string, bool) {
+	c, _ := userdata.GetString(r.udata, userdata.TypeComment)
+	c = strings.TrimRight(c, "\x00")
+	return strings.TrimPrefix(c, commentPrefix), strings.HasPrefix(c, commentPrefix)
+}
+
+// key encodes the rule canonically: its netlink expressions with counter
+// values cleared, and its user data. Two rules are the same rule when
+// their keys are equal.
+func (r ruleFP) key() string {
+	var b bytes.Buffer
+	for _, e := range r.exprs {
+		m, err := expr.Marshal(byte(nftables.TableFamilyINet), canonical(e))
+		if err != nil {
+			m = fmt.Appendf(nil, "unencodable %T", e)
+		}
+		b.Write(m)
+	}
+	return hex.EncodeToString(b.Bytes()) + " " + hex.EncodeToString(r.udata)
 }
 
 // fingerprint describes rs as the kernel would report it, so that a table
@@ -514,13 +570,25 @@ func (rs *Ruleset) fingerprint() fingerprint {
 	for i, c := range rs.Chains {
 		chains[i] = installedChain{Chain: c}
 	}
-	return fingerprintOf(rs.Helpers, rs.Sets, chains, func(ic installedChain) []ruleFP {
-		fps := make([]ruleFP, len(ic.Chain.Rules))
-		for i, r := range ic.Chain.Rules {
-			fps[i] = ruleFP{exprs: r.Exprs(), udata: r.UserData()}
-		}
-		return fps
-	})
+	return fingerprintOf(rs.Helpers, rs.Sets, chains, desiredRules)
+}
+
+// installedRules are the rules of a chain read back from the kernel.
+func installedRules(ic installedChain) []ruleFP {
+	fps := make([]ruleFP, len(ic.rules))
+	for i, r := range ic.rules {
+		fps[i] = ruleFP{exprs: r.Exprs, udata: r.UserData, handle: r.Handle}
+	}
+	return fps
+}
+
+// desiredRules are the rules of a chain of a Ruleset.
+func desiredRules(ic installedChain) []ruleFP {
+	fps := make([]ruleFP, len(ic.Chain.Rules))
+	for i, r := range ic.Chain.Rules {
+		fps[i] = ruleFP{exprs: r.Exprs(), udata: r.UserData()}
+	}
+	return fps
 }
 
 // A fingerprint is the SHA-256 of the lines that describe a table
@@ -544,15 +612,7 @@ func fingerprintOf(helpers []Helper, sets []Set, chains []installedChain, rules 
 	for _, ch := range sorted {
 		lines = append(lines, fmt.Appendf(nil, "chain %s %s %s %d %s", ch.Name, ch.Type, ch.Hook, ch.Priority, ch.Policy))
 		for _, r := range rules(ch) {
-			var b bytes.Buffer
-			for _, e := range r.exprs {
-				m, err := expr.Marshal(byte(nftables.TableFamilyINet), canonical(e))
-				if err != nil {
-					m = fmt.Appendf(nil, "unencodable %T", e)
-				}
-				b.Write(m)
-			}
-			lines = append(lines, []byte("rule "+hex.EncodeToString(b.Bytes())+" "+hex.EncodeToString(r.udata)))
+			lines = append(lines, []byte("rule "+r.key()))
 		}
 	}
 	h := sha256.New()

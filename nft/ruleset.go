@@ -20,8 +20,10 @@ import (
 // confused when reading a ruleset.
 const HelperObject = "ftp-helper"
 
-// commentPrefix starts the comment of every rule ftpnft writes. A table
-// whose rules all carry it is one that ftpnft created (see [Ruleset.Owned]).
+// commentPrefix starts the comment of every rule ftpnft writes. Status
+// names rules by their comments; a table whose rules all carry it and
+// that has no stamp is one of ftpnft's from before the stamp, or loaded
+// from the text of Render.
 const commentPrefix = "ftpnft: "
 
 // Ruleset is the desired content of ftpnft's table: a model that renders as

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ftpnft/ftpnft/internal/input"
 )
 
 // Set is a named set of addresses in ftpnft's table: an interval set of
@@ -26,6 +28,9 @@ type Set struct {
 	Timeout time.Duration
 	// Size bounds a dynamic set.
 	Size uint32
+	// otherKey names the key type of a set read back from the kernel that
+	// holds no addresses: not one of ftpnft's.
+	otherKey string
 }
 
 // AddrRange is an inclusive range of addresses of one family.
@@ -53,7 +58,7 @@ func (r *AddrRange) UnmarshalText(b []byte) error {
 		f, err1 := netip.ParseAddr(from)
 		t, err2 := netip.ParseAddr(to)
 		if err1 != nil || err2 != nil || f.Is4() != t.Is4() || t.Less(f) {
-			return fmt.Errorf("address range %q: want FROM-TO", s)
+			return fmt.Errorf("address range %s: want FROM-TO", input.Quote(s))
 		}
 		*r = AddrRange{f, t}
 		return nil
@@ -224,6 +229,9 @@ func (s Set) text() string {
 }
 
 func (s Set) keyType() string {
+	if s.otherKey != "" {
+		return s.otherKey
+	}
 	if s.V6 {
 		return "ipv6_addr"
 	}

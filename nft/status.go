@@ -19,6 +19,13 @@ type Status struct {
 	// Matches reports whether the table holds exactly the ruleset that
 	// install would create from the configuration given to ReadStatus.
 	Matches bool `json:"matches"`
+	// Modified reports that the table no longer holds what ftpnft put in
+	// it: it was changed by hand (nft flush table, a rule added) or by
+	// another program. Install repairs it.
+	Modified bool `json:"modified"`
+	// Differences say how the table differs from the configuration given
+	// to ReadStatus, at most 20 of them; empty when it matches.
+	Differences []string `json:"differences"`
 	// Helpers are the table's ct helper objects.
 	Helpers []Helper `json:"helpers"`
 	// Roles are the roles the table's chains serve: server (input admits
@@ -70,14 +77,21 @@ func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Table: want.Table, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
+	st := &Status{Table: want.Table, Differences: []string{}, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
 		DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Counters: []Counter{}}
 	if cur == nil {
 		return st, nil
 	}
 	st.Installed = true
 	st.Owned = cur.Owned
+	if !cur.Owned {
+		return st, nil // someone else's table: nothing of it is ftpnft's to report
+	}
 	st.Matches = cur.fingerprint == want.fingerprint()
+	st.Modified = cur.modified()
+	if !st.Matches {
+		st.Differences = differences(cur, want)
+	}
 	st.Helpers = append(st.Helpers, cur.Helpers...)
 	for _, set := range cur.Sets {
 		if set.Interval && strings.HasPrefix(set.Name, setSources) {

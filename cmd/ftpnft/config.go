@@ -1,14 +1,17 @@
 package main
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
 	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/ftpnft/ftpnft/internal/input"
 )
 
 // configKeys are the keys a --config file may hold: one for each flag that
@@ -27,6 +30,10 @@ var (
 	commaKeys = []string{"role", "ports"}
 )
 
+// maxConfigSize bounds a config file: a few hundred bytes in practice;
+// long lists of sources belong in source files.
+const maxConfigSize = 1 << 20
+
 // configValue is one key of a config file: the flag values it stands for
 // and the line it is on.
 type configValue struct {
@@ -39,13 +46,23 @@ type configValue struct {
 // the wrong shape, is an error naming the file, line and key. Relative
 // source-file paths are relative to the config file.
 func readConfig(path string) (map[string]configValue, error) {
-	b, err := os.ReadFile(path)
+	b, err := input.ReadFile(path, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	var doc yaml.Node
-	if err := yaml.Unmarshal(b, &doc); err != nil {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	if err := dec.Decode(&doc); err != nil && err != io.EOF {
 		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	// One document: a second one (after "---") would be ignored silently.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == io.EOF:
+	case err != nil:
+		return nil, fmt.Errorf("config %s: after the first YAML document: %w", path, err)
+	case len(next.Content) > 0 && next.Content[0].Tag != "!!null":
+		return nil, fmt.Errorf("config %s:%d: a second YAML document; a config file holds one", path, next.Content[0].Line)
 	}
 	out := map[string]configValue{}
 	if len(doc.Content) == 0 {
@@ -58,7 +75,7 @@ func readConfig(path string) (map[string]configValue, error) {
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		key := k.Value
-		at := fmt.Sprintf("config %s:%d: key %q", path, k.Line, key)
+		at := fmt.Sprintf("config %s:%d: key %s", path, k.Line, input.Quote(key))
 		if !slices.Contains(configKeys, key) {
 			return nil, fmt.Errorf("%s: unknown key (known: %s)", at, strings.Join(configKeys, ", "))
 		}
@@ -75,7 +92,7 @@ func readConfig(path string) (map[string]configValue, error) {
 			}
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
-					return nil, fmt.Errorf("config %s:%d: key %q: list items must be plain values", path, item.Line, key)
+					return nil, fmt.Errorf("config %s:%d: key %s: list items must be plain values", path, item.Line, input.Quote(key))
 				}
 				values = append(values, item.Value)
 			}
@@ -115,7 +132,7 @@ func applyConfig(fs *flag.FlagSet, path string) error {
 		}
 		for _, value := range v.values {
 			if err := fs.Set(key, value); err != nil {
-				return fmt.Errorf("config %s:%d: key %q: invalid value %q: %v", path, v.line, key, value, err)
+				return fmt.Errorf("config %s:%d: key %s: invalid value %s: %v", path, v.line, input.Quote(key), input.Quote(value), err)
 			}
 		}
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/ftpnft/ftpnft/conntrack"
+	"github.com/ftpnft/ftpnft/internal/input"
 )
 
 func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -19,19 +19,19 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	helperName := fs.String("helper", "ftp", "")
 	watch := fs.Bool("watch", false, "")
 	asJSON := fs.Bool("json", false, "")
-	err := fs.Parse(args)
+	err := flagError(fs.Parse(args))
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprint(stdout, usage)
 		return exitOK
 	}
 	if err == nil && fs.NArg() > 0 {
-		err = fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		err = fmt.Errorf("unexpected argument %s", input.Quote(fs.Arg(0)))
 	}
 	if err == nil && !validHelperName(*helperName) {
-		err = fmt.Errorf("helper %q: want a kernel helper name such as ftp", *helperName)
+		err = fmt.Errorf("helper %s: want a kernel helper name such as ftp", input.Quote(*helperName))
 	}
 	opts := []conntrack.Option{conntrack.WithHelper(*helperName)}
-	if err == nil && *netns != "" {
+	if err == nil && given(fs, "netns") {
 		var p string
 		if p, err = netnsPath(*netns); err == nil {
 			opts = append(opts, conntrack.WithNetNS(p))
@@ -45,6 +45,8 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if *watch {
 		ctx, stop := interruptible(ctx)
 		defer stop()
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
 		where := "this network namespace"
 		if *netns != "" {
 			where = "network namespace " + *netns
@@ -52,14 +54,11 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		opts = append(opts, conntrack.WithReady(func() {
 			fmt.Fprintf(stderr, "ftpnft: watching expectations of helper %q in %s (Ctrl-C to stop)\n", *helperName, where)
 		}))
-		enc := json.NewEncoder(stdout)
-		err := conntrack.Watch(ctx, func(ev conntrack.Event) {
-			if *asJSON {
-				enc.Encode(ev)
-			} else {
-				fmt.Fprintln(stdout, ev)
-			}
-		}, opts...)
+		out := newEventWriter(stdout, *asJSON, cancel)
+		err := conntrack.Watch(ctx, out.handle, opts...)
+		if werr := out.close(); err == nil && werr != nil {
+			err = fmt.Errorf("write output: %w", werr)
+		}
 		if err != nil {
 			return fail(stderr, "expectations", err)
 		}

@@ -12,8 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/ftpnft/ftpnft/helper"
+	"github.com/ftpnft/ftpnft/internal/input"
+	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/ftpnft/ftpnft/nft"
 )
 
@@ -120,7 +123,36 @@ A failed install or uninstall changes nothing.
 `
 
 // run is the whole command line program; main only exits with its result.
+// Every write to stdout is checked: output that could not be written (a
+// full disk, a closed pipe) fails the command with exit 1.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	out := &checkedWriter{w: stdout}
+	code := dispatch(ctx, args, out, stderr)
+	if code == exitOK && out.err != nil {
+		fmt.Fprintf(stderr, "ftpnft %s: write output: %v\n", args[0], out.err)
+		return exitFailure
+	}
+	return code
+}
+
+// checkedWriter keeps the first error of its writes, and writes nothing
+// after it.
+type checkedWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (c *checkedWriter) Write(p []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
+	}
+	n, err := c.w.Write(p)
+	c.err = err
+	return n, err
+}
+
+// dispatch runs the command that args name.
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return exitUsage
@@ -136,7 +168,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "selftest":
 		return selfTest(ctx, rest, stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "ftpnft: unknown command %q (try: ftpnft help)\n", cmd)
+		fmt.Fprintf(stderr, "ftpnft: unknown command %s (try: ftpnft help)\n", input.Quote(cmd))
 		return exitUsage
 	}
 
@@ -219,10 +251,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.BoolVar(&o.json, "json", false, "")
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		return nil, flagError(err)
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %s", input.Quote(fs.Arg(0)))
 	}
 	if *config != "" {
 		if err := applyConfig(fs, *config); err != nil {
@@ -292,12 +324,35 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 			return nil, err
 		}
 	}
-	if *netns != "" && !o.dryRun {
+	// A dry run never reaches the kernel, but an empty namespace is refused
+	// all the same: it would be wrong without --dry-run too.
+	if given(fs, "netns") && (*netns == "" || !o.dryRun) {
 		if o.netns, err = netnsPath(*netns); err != nil {
 			return nil, err
 		}
 	}
 	return o, nil
+}
+
+// flagError clips an error of the flag package, which repeats a bad flag
+// or value whole, to a line.
+func flagError(err error) error {
+	const max = 200
+	if err == nil {
+		return nil
+	}
+	if msg := err.Error(); len(msg) > max && !errors.Is(err, flag.ErrHelp) {
+		return fmt.Errorf("%s… (%d bytes)", strings.ToValidUTF8(msg[:max], ""), len(msg))
+	}
+	return err
+}
+
+// given reports whether flag name was set, on the command line or by the
+// config file: --netns "" is given, and is not the same as no --netns.
+func given(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
 
 // parseEach parses each value of a repeatable flag, stopping at the first
@@ -389,7 +444,7 @@ const (
 )
 
 func validNetnsName(s string) bool {
-	return s != "" && s != "." && s != ".." && strings.Trim(s, netnsChars) == ""
+	return s != "" && len(s) <= 255 && s != "." && s != ".." && strings.Trim(s, netnsChars) == ""
 }
 
 // validHelperName accepts the empty name: all helpers.
@@ -398,18 +453,37 @@ func validHelperName(s string) bool {
 }
 
 // netnsPath resolves a namespace name (under /var/run/netns) or path and
-// checks that it exists.
+// checks that it is a network namespace. The empty name is refused: a
+// script's `--netns "$NS"` with NS unset must not mean this host.
 func netnsPath(s string) (string, error) {
+	if s == "" {
+		return "", errors.New(`netns "": empty; name a namespace (see ` + "`ip netns list`" + `), or leave out --netns for this host's own`)
+	}
 	p := s
 	if !strings.Contains(s, "/") {
 		if !validNetnsName(s) {
-			return "", fmt.Errorf("netns %q: not a valid namespace name", s)
+			return "", fmt.Errorf("netns %s: not a valid namespace name", input.Quote(s))
 		}
 		p = filepath.Join("/var/run/netns", s)
 	}
-	if _, err := os.Stat(p); err != nil {
-		return "", fmt.Errorf("netns %q: no such network namespace (%s missing; see `ip netns list`)", s, p)
+	f, err := nlio.OpenNetNS(p)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && p != s:
+		return "", fmt.Errorf("netns %s: no such network namespace (%s missing; see `ip netns list`)", input.Quote(s), p)
+	case errors.Is(err, os.ErrNotExist):
+		return "", fmt.Errorf("netns %s: no such network namespace", input.Quote(s))
+	case errors.Is(err, os.ErrPermission):
+		return p, nil // not the user's input: the command fails on it with exit 1
+	case errors.Is(err, nlio.ErrNotNetNS):
+		return "", fmt.Errorf("netns %s: %w", input.Quote(s), err)
+	case err != nil:
+		var errno syscall.Errno // the path is the user's: say it once, clipped
+		if errors.As(err, &errno) {
+			err = errno
+		}
+		return "", fmt.Errorf("netns %s: %w", input.Quote(s), err)
 	}
+	f.Close()
 	return p, nil
 }
 
@@ -440,6 +514,8 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 	switch {
 	case !res.Changed:
 		what = "unchanged (already installed; nothing sent)"
+	case res.Repaired:
+		what = "repaired (it had been changed by hand or by another program)"
 	case res.Replaced:
 		what = "replaced"
 	}
@@ -513,10 +589,15 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 		fmt.Fprintf(w, "table inet %s: exists but was not created by ftpnft\n", st.Table)
 	case st.Matches:
 		fmt.Fprintf(w, "table inet %s: installed, matches the configuration\n", st.Table)
+	case st.Modified:
+		fmt.Fprintf(w, "table inet %s: installed, changed by hand or by another program since ftpnft wrote it (run install to repair)\n", st.Table)
 	default:
 		fmt.Fprintf(w, "table inet %s: installed, differs from the configuration (run install to update)\n", st.Table)
 	}
-	if st.Installed {
+	for _, d := range st.Differences {
+		fmt.Fprintf(w, "  differs: %s\n", d)
+	}
+	if st.Installed && st.Owned {
 		for _, h := range st.Helpers {
 			fmt.Fprintf(w, "helper:   %s (type %q, protocol %s)\n", h.Name, h.Type, h.Protocol)
 		}

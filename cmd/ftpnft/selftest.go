@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ftpnft/ftpnft/internal/input"
 	"github.com/ftpnft/ftpnft/selftest"
 )
 
@@ -15,7 +16,7 @@ func selfTest(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			fmt.Fprint(stdout, usage)
 			return exitOK
 		}
-		fmt.Fprintf(stderr, "ftpnft selftest: unexpected argument %q\n", args[0])
+		fmt.Fprintf(stderr, "ftpnft selftest: unexpected argument %s\n", input.Quote(args[0]))
 		return exitUsage
 	}
 	ctx, stop := interruptible(ctx)

@@ -1,0 +1,213 @@
+package nft
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// An empty namespace path is an error, never the caller's own namespace.
+func TestEmptyNetNSIsNotTheHost(t *testing.T) {
+	rs := mustBuild(t, DefaultConfig())
+	if _, err := Apply(rs, WithNetNS("")); err == nil || !strings.Contains(err.Error(), "network namespace path is empty") {
+		t.Errorf("Apply with WithNetNS(\"\"): %v", err)
+	}
+	if _, err := ReadStatus(rs, WithNetNS("")); err == nil {
+		t.Error("ReadStatus with WithNetNS(\"\") succeeded")
+	}
+	if _, err := Remove(DefaultTable, WithNetNS("")); err == nil {
+		t.Error("Remove with WithNetNS(\"\") succeeded")
+	}
+	// A path that is no namespace: a file, and a FIFO (which must not hang).
+	file := t.TempDir() + "/file"
+	if err := os.WriteFile(file, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fifo := t.TempDir() + "/fifo"
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{file, fifo, "/proc/self/ns/uts"} {
+		if _, err := ReadStatus(rs, WithNetNS(p)); err == nil || !strings.Contains(err.Error(), "not a network namespace") {
+			t.Errorf("ReadStatus in %s: %v, want not a network namespace", p, err)
+		}
+	}
+}
+
+// flushTable deletes the rules of table, as `nft flush table inet TABLE`
+// does: chains (with their policies), sets and objects stay.
+func (k *fakeKernel) flushTable(table string) {
+	k.state.rules = slices.DeleteFunc(k.state.rules, func(m netlink.Message) bool { return stringAttr(m, attrTable) == table })
+	k.gen++
+}
+
+// A table of ftpnft's stays ftpnft's when its rules are flushed or rules
+// are added by hand: status says what changed, install repairs it,
+// uninstall removes it. Ownership is in the table's user data.
+func TestHandEditedTableIsStillOwned(t *testing.T) {
+	k := &fakeKernel{}
+	rs := mustBuild(t, DefaultConfig())
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	k.flushTable(DefaultTable)
+	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.Installed || !st.Owned || st.Matches || !st.Modified {
+		t.Fatalf("status of a flushed table = installed %v owned %v matches %v modified %v", st.Installed, st.Owned, st.Matches, st.Modified)
+	}
+	if !slices.Contains(st.Differences, `chain input: rule "established" missing`) {
+		t.Errorf("differences of a flushed table: %q", st.Differences)
+	}
+	res, err := Apply(rs, WithTestDial(k.dial))
+	if err != nil || !res.Changed || !res.Repaired {
+		t.Fatalf("install over a flushed table = %+v, %v; want repaired", res, err)
+	}
+	if st, err := ReadStatus(rs, WithTestDial(k.dial)); err != nil || !st.Matches || st.Modified || len(st.Differences) != 0 {
+		t.Fatalf("status after repair = %+v, %v", st, err)
+	}
+
+	// A rule without ftpnft's comment, and an interval set of ports.
+	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: DefaultTable}
+	set := &nftables.Set{Table: tbl, Name: "svc", KeyType: nftables.TypeInetService, Interval: true}
+	if err := other.AddSet(set, []nftables.SetElement{{Key: []byte{0, 22}}, {Key: []byte{0, 23}, IntervalEnd: true}}); err != nil {
+		t.Fatal(err)
+	}
+	other.AddRule(&nftables.Rule{Table: tbl, Chain: &nftables.Chain{Name: "input", Table: tbl}, Exprs: accept.exprs(),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "mine")})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = ReadStatus(rs, WithTestDial(k.dial))
+	if err != nil {
+		t.Fatalf("status with a set of ports added by hand: %v", err)
+	}
+	for _, want := range []string{"set svc is not in the configuration", `chain input: rule handle 0 with comment "mine" is not ftpnft's`} {
+		if !slices.Contains(st.Differences, want) {
+			t.Errorf("differences %q lack %q", st.Differences, want)
+		}
+	}
+	if !st.Owned || !st.Modified {
+		t.Errorf("hand-edited table: owned %v modified %v", st.Owned, st.Modified)
+	}
+	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || !res.Repaired {
+		t.Fatalf("install over a hand-edited table = %+v, %v", res, err)
+	}
+	k.flushTable(DefaultTable)
+	if removed, err := Remove(DefaultTable, WithTestDial(k.dial)); err != nil || !removed {
+		t.Fatalf("uninstall of a flushed table = %v, %v", removed, err)
+	}
+	if len(k.state.tables)+len(k.state.chains)+len(k.state.sets) != 0 {
+		t.Fatalf("left after uninstall: %+v", k.state)
+	}
+}
+
+// Someone else's table named ftpnft that holds an interval set of ports is
+// reported as foreign, not as an error, and nothing of it is read further.
+func TestForeignTableWithPortSet(t *testing.T) {
+	k := &fakeKernel{}
+	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := other.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: DefaultTable})
+	set := &nftables.Set{Table: tbl, Name: "svc", KeyType: nftables.TypeInetService, Interval: true}
+	if err := other.AddSet(set, []nftables.SetElement{{Key: []byte{0, 22}}, {Key: []byte{0, 23}, IntervalEnd: true}}); err != nil {
+		t.Fatal(err)
+	}
+	other.AddChain(&nftables.Chain{Table: tbl, Name: "input"})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	if err != nil || !st.Installed || st.Owned {
+		t.Fatalf("status of a foreign table with a port set = %+v, %v; want installed, not owned", st, err)
+	}
+	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); !errors.Is(err, ErrNotOwned) {
+		t.Fatalf("install over it: %v, want ErrNotOwned", err)
+	}
+}
+
+// When the kernel's answers to a batch are lost (ENOBUFS), Apply finds out
+// whether the batch was applied instead of reporting "unknown".
+func TestAnswersOverflow(t *testing.T) {
+	rs := mustBuild(t, DefaultConfig())
+
+	k := &fakeKernel{overflow: true}
+	res, err := Apply(rs, WithTestDial(k.dial))
+	if err != nil || !res.Changed || k.batches != 1 {
+		t.Fatalf("applied batch with lost answers = %+v, %v after %d batches; want success", res, err, k.batches)
+	}
+	k.overflow = false
+	if st, err := ReadStatus(rs, WithTestDial(k.dial)); err != nil || !st.Matches {
+		t.Fatalf("status after it = %+v, %v", st, err)
+	}
+
+	// The kernel refused the batch: the generation did not move.
+	newRule := uint16(unix.NFT_MSG_NEWRULE)
+	k = &fakeKernel{overflow: true, failOn: &newRule, failErr: syscall.EINVAL}
+	_, err = Apply(rs, WithTestDial(k.dial))
+	if err == nil || !strings.Contains(err.Error(), "it was not applied (the ruleset is still at generation 1)") || !errors.Is(err, syscall.ENOBUFS) {
+		t.Fatalf("refused batch with lost answers: %v", err)
+	}
+
+	// Another writer committed in between, and the batch was refused.
+	k = &fakeKernel{overflow: true}
+	k.beforeBatch = func() { k.gen++ }
+	_, err = Apply(rs, WithTestDial(k.dial))
+	if err == nil || !strings.Contains(err.Error(), "another writer committed generation") {
+		t.Fatalf("stale batch with lost answers: %v", err)
+	}
+
+	// Removing, too.
+	k = &fakeKernel{}
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	k.overflow = true
+	if removed, err := Remove(DefaultTable, WithTestDial(k.dial)); err != nil || !removed {
+		t.Fatalf("remove with lost answers = %v, %v", removed, err)
+	}
+}
+
+// More control ports (or services, forwards, interfaces) than the limits
+// are refused before anything is built, naming the limit.
+func TestConfigLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	for p := 1; p <= MaxPorts+1; p++ {
+		cfg.Ports = append(cfg.Ports[:0:0], cfg.Ports...)
+		cfg.Ports = append(cfg.Ports, uint16(1000+p))
+	}
+	if _, err := Build(cfg); err == nil || !strings.Contains(err.Error(), fmt.Sprintf("control ports: %d given, at most %d", MaxPorts+2, MaxPorts)) {
+		t.Fatalf("Build with %d ports: %v", len(cfg.Ports), err)
+	}
+	cfg.Ports = cfg.Ports[:MaxPorts]
+	rs, err := Build(cfg)
+	if err != nil {
+		t.Fatalf("Build with %d ports: %v", MaxPorts, err)
+	}
+	k := &fakeKernel{}
+	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	if err != nil || !st.Matches || !reflect.DeepEqual(st.Ports, cfg.Ports) {
+		t.Fatalf("status of %d ports: matches %v, %d ports, %v", MaxPorts, st.Matches, len(st.Ports), err)
+	}
+}

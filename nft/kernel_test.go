@@ -8,8 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ftpnft/ftpnft/integration"
 	"github.com/google/nftables"
+
+	"github.com/ftpnft/ftpnft/integration"
 )
 
 // TestKernelRefusesStaleGeneration shows, against the real kernel, what

@@ -1,0 +1,296 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
+)
+
+// A batch collects the messages of one nf_tables transaction. Its
+// *nftables.Conn encodes them (AddTable, AddRule, ...) but sends nothing:
+// ftpnft sends the batch itself (see conn.commit), because google/nftables
+// v0.3.0 can neither tie a batch to a ruleset generation nor say which
+// message of a batch the kernel rejected.
+type batch struct {
+	*nftables.Conn
+	msgs []netlink.Message
+	gen  uint32 // the generation the batch is built for and checked against
+	// applied tells, when the kernel's answers to the batch were lost,
+	// whether the kernel holds what the batch asked for.
+	applied func(c *conn) (bool, error)
+}
+
+func newBatch() (*batch, error) {
+	b := &batch{}
+	c, err := nftables.New(nftables.WithTestDial(func(reqs []netlink.Message) ([]netlink.Message, error) {
+		if len(reqs) > 2 {
+			b.msgs = append(b.msgs, reqs[1:len(reqs)-1]...) // between BATCH_BEGIN and BATCH_END
+		}
+		return []netlink.Message{{Header: netlink.Header{Type: netlink.Error}, Data: make([]byte, 4)}}, nil
+	}))
+	if err != nil {
+		return nil, err
+	}
+	b.Conn = c
+	return b, nil
+}
+
+// add appends m, encoded by ftpnft, after the messages queued so far.
+func (b *batch) add(m netlink.Message) error {
+	if err := b.Flush(); err != nil {
+		return err
+	}
+	b.msgs = append(b.msgs, m)
+	return nil
+}
+
+// messages returns the batch's messages, or the first encoding error.
+func (b *batch) messages() ([]netlink.Message, error) {
+	if err := b.Flush(); err != nil {
+		return nil, err
+	}
+	return b.msgs, nil
+}
+
+// enqueue adds the messages that fill table with rs to c's batch: its
+// objects and sets, every chain (so that jumps find their target), then the
+// rules.
+func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
+	for _, h := range rs.Helpers {
+		c.AddObj(&nftables.NamedObj{
+			Table: table,
+			Name:  h.Name,
+			Type:  nftables.ObjTypeCtHelper,
+			Obj: &expr.CtHelper{
+				Name:    h.Type,
+				L3Proto: unix.NFPROTO_INET,
+				L4Proto: protoNumbers[h.Protocol],
+			},
+		})
+	}
+	for _, s := range rs.Sets {
+		if err := addSet(c, table, s); err != nil {
+			return err
+		}
+	}
+	chains := make([]*nftables.Chain, len(rs.Chains))
+	for i, ch := range rs.Chains {
+		chain := &nftables.Chain{Name: ch.Name, Table: table}
+		if ch.Hook != "" {
+			chain.Type = nftables.ChainType(ch.Type)
+			chain.Hooknum = nftables.ChainHookRef(hookNumbers[ch.Hook])
+			chain.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
+			chain.Policy = policyRef(ch.Policy)
+		}
+		chains[i] = c.AddChain(chain)
+	}
+	for i, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			c.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: r.Exprs(), UserData: r.UserData()})
+		}
+	}
+	return nil
+}
+
+// setChunk is how many set elements go into one netlink message: all of a
+// large set in one message exceeds what a message can hold. The chunks stay
+// in the same batch, so the set still appears whole or not at all.
+const setChunk = 1000
+
+func addSet(b *batch, table *nftables.Table, s Set) error {
+	set := &nftables.Set{
+		Table:      table,
+		Name:       s.Name,
+		KeyType:    nftables.TypeIPAddr,
+		Interval:   s.Interval,
+		Dynamic:    s.Dynamic,
+		HasTimeout: s.Timeout > 0,
+		Timeout:    s.Timeout,
+		Size:       s.Size,
+	}
+	if s.V6 {
+		set.KeyType = nftables.TypeIP6Addr
+	}
+	if err := b.AddSet(set, nil); err != nil {
+		return err
+	}
+	els := s.elements()
+	for len(els) > 0 {
+		n := min(setChunk, len(els))
+		if err := b.add(elementsMessage(table.Name, s.Name, els[:n])); err != nil {
+			return err
+		}
+		els = els[n:]
+	}
+	return nil
+}
+
+func policyRef(p Policy) *nftables.ChainPolicy {
+	v := nftables.ChainPolicyAccept
+	if p == PolicyDrop {
+		v = nftables.ChainPolicyDrop
+	}
+	return &v
+}
+
+// tableMessage is NFT_MSG_NEWTABLE for an inet table with user data.
+func tableMessage(name string, udata []byte) netlink.Message {
+	b := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
+	b = appendAttr(b, unix.NFTA_TABLE_NAME, cstring(name))
+	b = appendAttr(b, unix.NFTA_TABLE_FLAGS, make([]byte, 4))
+	b = appendAttr(b, nftaTableUserdata, udata)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create,
+		},
+		Data: b,
+	}
+}
+
+// Interval set elements are encoded (and read back, observed.go) by ftpnft
+// rather than with google/nftables: a 10,000-source allowlist is 20,000
+// elements, and its generic encoder and decoder (a slice of attributes and
+// several allocations per element) cost more than the kernel's own work on
+// them.
+
+// elementsMessage is an NFT_MSG_NEWSETELEM that adds els to set in table,
+// encoded as nft encodes it.
+func elementsMessage(table, set string, els []element) netlink.Message {
+	// nfgenmsg, table, set, the list's header
+	size := 4 + unix.NLA_HDRLEN + nlio.Align(len(table)+1) + unix.NLA_HDRLEN + nlio.Align(len(set)+1) + unix.NLA_HDRLEN
+	for _, e := range els {
+		size += 3*unix.NLA_HDRLEN + e.Key.BitLen()/8 // element, key, value
+		if e.IntervalEnd {
+			size += unix.NLA_HDRLEN + 4 // flags
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
+	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
+	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
+	list := beginNest(&b, unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+	var end [4]byte
+	binary.BigEndian.PutUint32(end[:], unix.NFT_SET_ELEM_INTERVAL_END)
+	for _, e := range els {
+		item := beginNest(&b, unix.NFTA_LIST_ELEM)
+		if e.IntervalEnd {
+			b = appendAttr(b, unix.NFTA_SET_ELEM_FLAGS, end[:])
+		}
+		key := beginNest(&b, unix.NFTA_SET_ELEM_KEY)
+		k := e.Key.As16()
+		b = appendAttr(b, unix.NFTA_DATA_VALUE, k[16-e.Key.BitLen()/8:])
+		endNest(b, key)
+		endNest(b, item)
+	}
+	endNest(b, list)
+	return netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM),
+			Flags: netlink.Request | netlink.Acknowledge | netlink.Create,
+		},
+		Data: b,
+	}
+}
+
+func cstring(s string) []byte { return append([]byte(s), 0) }
+
+// appendAttr appends a netlink attribute, padded to 4 bytes.
+func appendAttr(b []byte, typ uint16, data []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(unix.NLA_HDRLEN+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%unix.NLA_ALIGNTO != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// beginNest appends the header of a nested attribute whose length endNest
+// fills in, and returns where it starts.
+func beginNest(b *[]byte, typ uint16) int {
+	start := len(*b)
+	*b = binary.NativeEndian.AppendUint16(*b, 0)
+	*b = binary.NativeEndian.AppendUint16(*b, typ|unix.NLA_F_NESTED)
+	return start
+}
+
+func endNest(b []byte, start int) {
+	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
+}
+
+// batchMessage is NFNL_MSG_BATCH_BEGIN or _END for nf_tables; a begin with a
+// non-zero gen carries it as NFNL_BATCH_GENID.
+func batchMessage(typ uint16, gen uint32) netlink.Message {
+	data := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0}
+	data = binary.BigEndian.AppendUint16(data, unix.NFNL_SUBSYS_NFTABLES)
+	if gen != 0 {
+		data = append(data, nltest.MustMarshalAttributes([]netlink.Attribute{
+			{Type: unix.NFNL_BATCH_GENID, Data: binary.BigEndian.AppendUint32(nil, gen)},
+		})...)
+	}
+	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request}, Data: data}
+}
+
+// batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
+func batchGeneration(m netlink.Message) uint32 {
+	if id := bytesAttr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
+		return binary.BigEndian.Uint32(id)
+	}
+	return 0
+}
+
+// describe says what a batch message asks of the kernel, in nft's words.
+func describe(m netlink.Message) string {
+	switch uint16(m.Header.Type) & 0xff {
+	case unix.NFT_MSG_NEWTABLE:
+		return "add table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+	case unix.NFT_MSG_DELTABLE:
+		return "delete table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+	case unix.NFT_MSG_NEWOBJ:
+		return "add object " + stringAttr(m, unix.NFTA_OBJ_NAME)
+	case unix.NFT_MSG_NEWSET:
+		return "add set " + stringAttr(m, unix.NFTA_SET_NAME)
+	case unix.NFT_MSG_NEWSETELEM:
+		return "add elements to set " + stringAttr(m, unix.NFTA_SET_ELEM_LIST_SET)
+	case unix.NFT_MSG_NEWCHAIN:
+		return "add chain " + stringAttr(m, unix.NFTA_CHAIN_NAME)
+	case unix.NFT_MSG_NEWRULE:
+		s := "add rule to chain " + stringAttr(m, unix.NFTA_RULE_CHAIN)
+		if c, ok := userdata.GetString(bytesAttr(m, unix.NFTA_RULE_USERDATA), userdata.TypeComment); ok {
+			s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
+		}
+		return s
+	}
+	return fmt.Sprintf("message type %d", uint16(m.Header.Type)&0xff)
+}
+
+// stringAttr returns the string attribute typ of an nf_tables message.
+func stringAttr(m netlink.Message, typ uint16) string {
+	return strings.TrimRight(string(bytesAttr(m, typ)), "\x00")
+}
+
+// bytesAttr returns the attribute typ of an nf_tables message.
+func bytesAttr(m netlink.Message, typ uint16) []byte {
+	if len(m.Data) < 4 {
+		return nil
+	}
+	var out []byte
+	// After a malformed attribute, what came before it still counts.
+	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
+		if t == typ && out == nil {
+			out = data
+		}
+		return nil
+	})
+	return out
+}

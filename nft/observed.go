@@ -1,0 +1,265 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
+)
+
+// installed is a table as read back from the kernel.
+type installed struct {
+	// Owned reports that ftpnft created the table: its user data holds
+	// ftpnft's stamp (or, for a table from before the stamp, every rule
+	// carries ftpnft's comment). Of a table that is not owned nothing more
+	// is read.
+	Owned       bool
+	Helpers     []Helper
+	Sets        []Set
+	Chains      []installedChain
+	fingerprint fingerprint
+	// stamp is the fingerprint of the ruleset ftpnft created the table
+	// from, when the table has a stamp.
+	stamp    fingerprint
+	hasStamp bool
+}
+
+// modified reports whether the table was changed since ftpnft wrote it:
+// by hand (nft flush table, a rule added) or by another program.
+func (in *installed) modified() bool { return in.hasStamp && in.stamp != in.fingerprint }
+
+type installedChain struct {
+	Chain
+	rules []*nftables.Rule
+}
+
+// read returns the table named name in family inet, or nil if there is none.
+func read(c *conn, name string) (*installed, error) {
+	udata, found, err := c.table(name)
+	if err != nil || !found {
+		return nil, err
+	}
+	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
+	in := &installed{}
+	_, in.stamp, in.hasStamp = parseStamp(udata)
+
+	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, &Error{Op: "list chains", Table: name, Err: classify(err)}
+	}
+	rulesSeen, ownedRules := 0, 0
+	for _, ch := range chains {
+		if ch.Table.Name != name {
+			continue
+		}
+		ic := installedChain{Chain: chainOf(ch)}
+		rules, err := c.GetRules(table, ch)
+		if err != nil {
+			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
+		}
+		ic.rules = rules
+		for _, r := range rules {
+			rulesSeen++
+			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			if strings.HasPrefix(comment, commentPrefix) {
+				ownedRules++
+			}
+			ic.Rules = append(ic.Rules, Rule{Comment: strings.TrimPrefix(comment, commentPrefix)})
+		}
+		in.Chains = append(in.Chains, ic)
+	}
+	in.Owned = in.hasStamp || rulesSeen > 0 && ownedRules == rulesSeen
+	if !in.Owned {
+		return &installed{}, nil
+	}
+
+	objs, err := c.GetNamedObjects(table)
+	if err != nil {
+		return nil, &Error{Op: "list objects", Table: name, Err: classify(err)}
+	}
+	for _, o := range objs {
+		no, ok := o.(*nftables.NamedObj)
+		if !ok {
+			continue
+		}
+		h := Helper{Name: no.Name, Type: fmt.Sprintf("object type %d", no.Type)}
+		if ct, ok := no.Obj.(*expr.CtHelper); ok && no.Type == nftables.ObjTypeCtHelper {
+			h = Helper{Name: no.Name, Type: ct.Name, Protocol: protoName(ct.L4Proto)}
+			if ct.L3Proto != unix.NFPROTO_INET {
+				h.Protocol += fmt.Sprintf(" l3proto %d", ct.L3Proto)
+			}
+		}
+		in.Helpers = append(in.Helpers, h)
+	}
+
+	sets, err := c.GetSets(table)
+	if err != nil {
+		return nil, &Error{Op: "list sets", Table: name, Err: classify(err)}
+	}
+	for _, st := range sets {
+		if st.Anonymous {
+			continue // part of a rule, which the fingerprint holds
+		}
+		s := Set{Name: st.Name, V6: st.KeyType.Name == nftables.TypeIP6Addr.Name, Interval: st.Interval,
+			Dynamic: st.Dynamic, Size: st.Size}
+		if st.HasTimeout {
+			s.Timeout = st.Timeout
+		}
+		switch st.KeyType.Name {
+		case nftables.TypeIPAddr.Name, nftables.TypeIP6Addr.Name:
+		default:
+			// Not a set of ftpnft's: its elements are not addresses.
+			s.otherKey = st.KeyType.Name
+		}
+		if st.Interval && s.otherKey == "" {
+			els, err := c.setElements(name, st.Name)
+			if err != nil {
+				return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
+			}
+			s.Ranges = rangesOf(els)
+		}
+		in.Sets = append(in.Sets, s)
+	}
+
+	in.fingerprint = fingerprintOf(in.Helpers, in.Sets, in.Chains, installedRules)
+	return in, nil
+}
+
+// chainOf describes a chain read back from the kernel.
+func chainOf(ch *nftables.Chain) Chain {
+	c := Chain{Name: ch.Name, Type: string(ch.Type)}
+	if ch.Hooknum != nil {
+		for n, h := range hookNumbers {
+			if h == *ch.Hooknum {
+				c.Hook = n
+			}
+		}
+		if c.Hook == "" {
+			c.Hook = fmt.Sprintf("hook %d", *ch.Hooknum)
+		}
+	}
+	if ch.Priority != nil {
+		c.Priority = int32(*ch.Priority)
+	}
+	if ch.Policy != nil {
+		c.Policy = PolicyAccept
+		if *ch.Policy == nftables.ChainPolicyDrop {
+			c.Policy = PolicyDrop
+		}
+	}
+	return c
+}
+
+func protoName(n uint8) string {
+	for name, v := range protoNumbers {
+		if v == n {
+			return name
+		}
+	}
+	return fmt.Sprintf("protocol %d", n)
+}
+
+// table reads the user data of table in family inet, and whether it exists.
+func (c *conn) table(name string) (udata []byte, found bool, err error) {
+	ms, err := c.dump(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0},
+	})
+	if err != nil {
+		return nil, false, &Error{Op: "list tables", Err: classify(err)}
+	}
+	for _, m := range ms {
+		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWTABLE && stringAttr(m, unix.NFTA_TABLE_NAME) == name {
+			return bytesAttr(m, nftaTableUserdata), true, nil
+		}
+	}
+	return nil, false, nil
+}
+
+// stamped reports whether table carries the stamp of fp at the current
+// generation: ftpnft created it from a ruleset with fingerprint fp, and
+// nothing has been committed since.
+func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
+	gen, err := c.generation()
+	if err != nil {
+		return false, err
+	}
+	udata, found, err := c.table(table)
+	return found && bytes.Equal(udata, stamp(fp, gen)), err
+}
+
+// setElements reads the elements of set in table with one dump.
+func (c *conn) setElements(table, set string) ([]element, error) {
+	data := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
+	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
+	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
+	req := netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: data,
+	}
+	msgs, err := c.dump(req)
+	if err != nil {
+		return nil, err
+	}
+	return elementsOf(msgs)
+}
+
+// elementsOf decodes the elements of NFT_MSG_NEWSETELEM messages, as the
+// kernel sends them in answer to a dump.
+func elementsOf(msgs []netlink.Message) ([]element, error) {
+	var els []element
+	for _, m := range msgs {
+		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWSETELEM || len(m.Data) < 4 {
+			continue
+		}
+		err := nlio.EachAttr(m.Data[4:], func(typ uint16, list []byte) error {
+			if typ != unix.NFTA_SET_ELEM_LIST_ELEMENTS {
+				return nil
+			}
+			return nlio.EachAttr(list, func(_ uint16, item []byte) error {
+				var e element
+				err := nlio.EachAttr(item, func(typ uint16, data []byte) error {
+					switch typ {
+					case unix.NFTA_SET_ELEM_FLAGS:
+						if len(data) == 4 {
+							e.IntervalEnd = binary.BigEndian.Uint32(data)&unix.NFT_SET_ELEM_INTERVAL_END != 0
+						}
+					case unix.NFTA_SET_ELEM_KEY:
+						return nlio.EachAttr(data, func(typ uint16, value []byte) error {
+							if typ == unix.NFTA_DATA_VALUE {
+								e.Key, _ = netip.AddrFromSlice(value)
+							}
+							return nil
+						})
+					}
+					return nil
+				})
+				if err == nil && !e.Key.IsValid() {
+					err = errors.New("set element without an address key")
+				}
+				els = append(els, e)
+				return err
+			})
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return els, nil
+}

@@ -3,6 +3,7 @@ package conntrack
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
@@ -15,10 +16,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/ftpnft/ftpnft/internal/nlio"
 	"github.com/mdlayher/netlink"
 	ct "github.com/ti-mo/conntrack"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
 )
 
 // readFixture reads netlink messages captured from the kernel (one hex
@@ -311,7 +313,7 @@ func FuzzDecodeEvent(f *testing.F) {
 
 // The error contract of the package doc: errors.Is finds the cause.
 func TestErrors(t *testing.T) {
-	if _, err := List(WithNetNS(filepath.Join(t.TempDir(), "nope"))); !errors.Is(err, os.ErrNotExist) {
+	if _, err := List(context.Background(), WithNetNS(filepath.Join(t.TempDir(), "nope"))); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("List in a missing namespace: %v, want os.ErrNotExist", err)
 	}
 	for _, tc := range []struct {

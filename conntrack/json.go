@@ -2,6 +2,7 @@ package conntrack
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/netip"
@@ -24,15 +25,16 @@ func (x Expectation) MarshalJSON() ([]byte, error) {
 // their number (List holds them all to sort them). Each is encoded as
 // json.Marshal encodes an Expectation. On an error w may hold part of the
 // array.
-func WriteJSON(w io.Writer, opts ...Option) error {
+// Ending ctx ends the dump.
+func WriteJSON(ctx context.Context, w io.Writer, opts ...Option) error {
 	o := collect(opts)
-	ns, err := openNamespace(o)
+	k, err := open(o)
 	if err != nil {
 		return err
 	}
-	defer ns.close()
+	defer k.close()
 	a := newArray(w)
-	if err := ns.each(o.helper, a.add); err != nil {
+	if err := each(ctx, k, o.helper, a.add); err != nil {
 		return err
 	}
 	return a.close()

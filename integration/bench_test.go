@@ -5,6 +5,7 @@ package integration
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -159,7 +160,7 @@ func BenchmarkApply(b *testing.B) {
 		})
 		b.Run(fmt.Sprintf("ftpnft-noop/sources=%d", n), func(b *testing.B) {
 			runIn(b, h, install...)
-			before, err := nft.Generation(nft.WithNetNS(h.Path))
+			before, err := nft.Generation(context.Background(), nft.WithNetNS(h.Path))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -169,7 +170,7 @@ func BenchmarkApply(b *testing.B) {
 			}
 			b.StopTimer()
 			kib := maxRSSIn(b, h, install...)
-			after, err := nft.Generation(nft.WithNetNS(h.Path))
+			after, err := nft.Generation(context.Background(), nft.WithNetNS(h.Path))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -293,7 +294,7 @@ func loadPair(b *testing.B) (srv, cli *Host) {
 func waitExpectations(b *testing.B, srv *Host, n int) {
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		xs, err := conntrack.List(conntrack.WithNetNS(srv.Path))
+		xs, err := conntrack.List(context.Background(), conntrack.WithNetNS(srv.Path))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -332,7 +333,7 @@ func BenchmarkList(b *testing.B) {
 		b.Run(fmt.Sprintf("library/expectations=%d", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				if xs, err := conntrack.List(conntrack.WithNetNS(srv.Path)); err != nil || len(xs) != n {
+				if xs, err := conntrack.List(context.Background(), conntrack.WithNetNS(srv.Path)); err != nil || len(xs) != n {
 					b.Fatalf("List = %d expectations, %v; want %d", len(xs), err, n)
 				}
 			}

@@ -227,7 +227,7 @@ func TestListHeldExpectation(t *testing.T) {
 	if !strings.Contains(table, fmt.Sprintf("%s:* -> %s:%d", cli.V4, srv.V4, x.Expected.DPort)) || !strings.Contains(table, "TIME LEFT") {
 		t.Fatalf("table output:\n%s", table)
 	}
-	lib, err := conntrack.List(conntrack.WithNetNS(srv.Path))
+	lib, err := conntrack.List(context.Background(), conntrack.WithNetNS(srv.Path))
 	if err != nil || len(lib) != 1 || lib[0].Expected != x.Expected {
 		t.Fatalf("conntrack.List = %+v, %v", lib, err)
 	}

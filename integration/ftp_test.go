@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -328,7 +329,7 @@ func TestLibrary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res, err := nft.Apply(rs, nft.WithNetNS(srv.Path)); err != nil || !res.Changed {
+	if res, err := nft.Apply(context.Background(), rs, nft.WithNetNS(srv.Path)); err != nil || !res.Changed {
 		t.Fatalf("Apply = %+v, %v", res, err)
 	}
 	if _, err := Curl(t, cli, EPSV, URL(srv.V6, 21, "/hello.txt"), okTimeout); err != nil {
@@ -356,7 +357,7 @@ func TestLibrary(t *testing.T) {
 			t.Fatal(err)
 		}
 		tc.spoil(broken)
-		_, err = nft.Apply(broken, nft.WithNetNS(srv.Path))
+		_, err = nft.Apply(context.Background(), broken, nft.WithNetNS(srv.Path))
 		var nerr *nft.Error
 		if !errors.As(err, &nerr) || nerr.Op != "install" || !strings.Contains(nerr.Step, tc.step) {
 			t.Fatalf("%s: Apply = %v, want *nft.Error for install naming %q", tc.name, err, tc.step)
@@ -367,11 +368,11 @@ func TestLibrary(t *testing.T) {
 		}
 	}
 
-	st, err := nft.ReadStatus(rs, nft.WithNetNS(srv.Path))
+	st, err := nft.ReadStatus(context.Background(), rs, nft.WithNetNS(srv.Path))
 	if err != nil || !st.Matches {
 		t.Fatalf("ReadStatus = %+v, %v", st, err)
 	}
-	if removed, err := nft.Remove(cfg.Table, nft.WithNetNS(srv.Path)); err != nil || !removed {
+	if removed, err := nft.Remove(context.Background(), cfg.Table, nft.WithNetNS(srv.Path)); err != nil || !removed {
 		t.Fatalf("Remove = %v, %v", removed, err)
 	}
 }
@@ -443,7 +444,7 @@ func TestConcurrentInstalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		rulesets = append(rulesets, rs)
-		if _, err := nft.Apply(rs, nft.WithNetNS(ref.Path)); err != nil {
+		if _, err := nft.Apply(context.Background(), rs, nft.WithNetNS(ref.Path)); err != nil {
 			t.Fatal(err)
 		}
 		want = append(want, ref.MustExec(t, "nft", "list", "table", "inet", "ftpnft"))
@@ -456,7 +457,7 @@ func TestConcurrentInstalls(t *testing.T) {
 		}
 	}
 	for round := range 30 {
-		if _, err := nft.Remove(nft.DefaultTable, nft.WithNetNS(ns.Path)); err != nil {
+		if _, err := nft.Remove(context.Background(), nft.DefaultTable, nft.WithNetNS(ns.Path)); err != nil {
 			t.Fatal(err)
 		}
 		var wg sync.WaitGroup
@@ -466,7 +467,7 @@ func TestConcurrentInstalls(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if _, err := nft.Apply(rulesets[i%2], nft.WithNetNS(ns.Path)); err != nil && !errors.Is(err, nft.ErrConcurrent) {
+				if _, err := nft.Apply(context.Background(), rulesets[i%2], nft.WithNetNS(ns.Path)); err != nil && !errors.Is(err, nft.ErrConcurrent) {
 					t.Errorf("round %d: Apply: %v", round, err)
 				}
 			}()
@@ -535,7 +536,7 @@ table ip filter {
 	}
 	broken.Helpers[0].Type = "no-such-helper"
 	broken.Chains[0].Rules = broken.Chains[0].Rules[:0] // differ, so that a batch is sent
-	if _, err := nft.Apply(broken, nft.WithNetNS(srv.Path)); err == nil {
+	if _, err := nft.Apply(context.Background(), broken, nft.WithNetNS(srv.Path)); err == nil {
 		t.Fatal("the kernel accepted an unknown helper type")
 	}
 	if after := srv.MustExec(t, "nft", "-a", "list", "ruleset"); after != all {

@@ -26,7 +26,7 @@ func hostRuleset(t *testing.T) string {
 
 // An empty --netns, on the command line or in a config file, is refused
 // and never reaches the host's ruleset: on main before this check,
-// `install --netns ''` wrote a policy-drop table into the host.
+// `install --netns ”` wrote a policy-drop table into the host.
 func TestEmptyNetNSNeverMeansTheHost(t *testing.T) {
 	RequireRoot(t)
 	before := hostRuleset(t)

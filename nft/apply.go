@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"cmp"
+	"context"
 	"errors"
 
 	"github.com/google/nftables"
@@ -28,8 +29,8 @@ type Result struct {
 // was changed by hand is replaced the same way ([Result.Repaired]). A table
 // of the same name that ftpnft did not create is never touched: the error
 // wraps [ErrNotOwned].
-func Apply(rs *Ruleset, opts ...Option) (Result, error) {
-	c, release, err := connect(opts)
+func Apply(ctx context.Context, rs *Ruleset, opts ...Option) (Result, error) {
+	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return Result{}, err
 	}
@@ -70,8 +71,8 @@ func Apply(rs *Ruleset, opts ...Option) (Result, error) {
 // Remove deletes ftpnft's table and everything in it. Removing a table that
 // does not exist succeeds with removed false. A table of that name that
 // ftpnft did not create is left alone and the error wraps [ErrNotOwned].
-func Remove(table string, opts ...Option) (removed bool, err error) {
-	c, release, err := connect(opts)
+func Remove(ctx context.Context, table string, opts ...Option) (removed bool, err error) {
+	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return false, err
 	}
@@ -108,6 +109,9 @@ var errChanged = errors.New("ruleset changed")
 // ftpnft did not create is never planned for.
 func (c *conn) transact(op, table string, plan func(cur *installed, b *batch) (send bool, err error)) error {
 	for attempt := 1; ; attempt++ {
+		if err := c.ctx.Err(); err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
 		err := c.attempt(op, table, plan)
 		if !errors.Is(err, errChanged) {
 			return err

@@ -1,6 +1,7 @@
 package nft_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log"
@@ -65,7 +66,7 @@ func ExampleApply() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := nft.Apply(rs, nft.WithNetNS("/var/run/netns/ftp"))
+	res, err := nft.Apply(context.Background(), rs, nft.WithNetNS("/var/run/netns/ftp"))
 	switch {
 	case errors.Is(err, os.ErrPermission):
 		log.Fatal("need root or CAP_NET_ADMIN")
@@ -79,7 +80,7 @@ func ExampleApply() {
 
 // Remove ftpnft's table; removing nothing is not an error.
 func ExampleRemove() {
-	removed, err := nft.Remove(nft.DefaultTable)
+	removed, err := nft.Remove(context.Background(), nft.DefaultTable)
 	if err != nil {
 		log.Fatal(err)
 	}

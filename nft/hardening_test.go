@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"net/netip"
@@ -15,6 +16,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/nft/internal/fakekernel"
 )
 
 func TestParsePortRange(t *testing.T) {
@@ -216,16 +219,16 @@ func hardenedConfig() Config {
 }
 
 func TestStatusOfHardening(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	cfg := hardenedConfig()
 	rs := mustBuild(t, cfg)
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+	if res, err := Apply(context.Background(), rs, WithKernel(k)); err != nil || res.Changed {
 		t.Fatalf("second Apply = %+v, %v; want unchanged", res, err)
 	}
-	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,22 +243,22 @@ func TestStatusOfHardening(t *testing.T) {
 	}
 	// One more source changes the set: the table is replaced.
 	cfg.Sources = append(cfg.Sources, netip.MustParsePrefix("203.0.113.0/24"))
-	if res, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil || !res.Replaced {
+	if res, err := Apply(context.Background(), mustBuild(t, cfg), WithKernel(k)); err != nil || !res.Replaced {
 		t.Fatalf("Apply with a new source = %+v, %v; want replaced", res, err)
 	}
 }
 
 func TestLargeSourceSetIsChunked(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	cfg := DefaultConfig()
 	for i := range 10000 {
 		cfg.Sources = append(cfg.Sources, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 1}), 32))
 	}
-	if _, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), mustBuild(t, cfg), WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	if k.batches != 1 || len(k.state.elems) < 10000/setChunk {
-		t.Fatalf("%d batches, %d element messages; want 1 batch, chunks of %d", k.batches, len(k.state.elems), setChunk)
+	if k.Batches != 1 || len(k.State.Elems) < 10000/setChunk {
+		t.Fatalf("%d batches, %d element messages; want 1 batch, chunks of %d", k.Batches, len(k.State.Elems), setChunk)
 	}
 }
 
@@ -315,7 +318,7 @@ func TestDumpFailedPartWay(t *testing.T) {
 	}
 	req := netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETTABLE), Flags: netlink.Request | netlink.Dump}}
 	for _, code := range []int32{0, -int32(syscall.EINTR)} {
-		c, release, err := connect([]Option{WithTestDial(func([]netlink.Message) ([]netlink.Message, error) { return end(code), nil })})
+		c, release, err := connect(context.Background(), []Option{withDial(func([]netlink.Message) ([]netlink.Message, error) { return end(code), nil })})
 		if err != nil {
 			t.Fatal(err)
 		}

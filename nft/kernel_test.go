@@ -3,6 +3,7 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -19,7 +20,7 @@ import (
 // batch begun at the current generation is applied.
 func TestKernelRefusesStaleGeneration(t *testing.T) {
 	h := integration.NewHost(t, "gen")
-	c, release, err := connect([]Option{WithNetNS(h.Path)})
+	c, release, err := connect(context.Background(), []Option{WithNetNS(h.Path)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,34 +79,34 @@ func BenchmarkKernel(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("install/sources=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				if res, err := Apply(rs, opt); err != nil || !res.Changed {
+				if res, err := Apply(context.Background(), rs, opt); err != nil || !res.Changed {
 					b.Fatalf("Apply = %+v, %v", res, err)
 				}
 				b.StopTimer()
-				if _, err := Remove(rs.Table, opt); err != nil {
+				if _, err := Remove(context.Background(), rs.Table, opt); err != nil {
 					b.Fatal(err)
 				}
 				b.StartTimer()
 			}
 		})
-		if _, err := Apply(rs, opt); err != nil {
+		if _, err := Apply(context.Background(), rs, opt); err != nil {
 			b.Fatal(err)
 		}
 		b.Run(fmt.Sprintf("reinstall/sources=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				if res, err := Apply(rs, opt); err != nil || res.Changed {
+				if res, err := Apply(context.Background(), rs, opt); err != nil || res.Changed {
 					b.Fatalf("Apply = %+v, %v; want nothing to change", res, err)
 				}
 			}
 		})
 		b.Run(fmt.Sprintf("status/sources=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				if st, err := ReadStatus(rs, opt); err != nil || !st.Matches {
+				if st, err := ReadStatus(context.Background(), rs, opt); err != nil || !st.Matches {
 					b.Fatalf("ReadStatus = %+v, %v", st, err)
 				}
 			}
 		})
-		if _, err := Remove(rs.Table, opt); err != nil {
+		if _, err := Remove(context.Background(), rs.Table, opt); err != nil {
 			b.Fatal(err)
 		}
 	}

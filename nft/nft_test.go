@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/nft/internal/fakekernel"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata")
@@ -245,12 +248,12 @@ func TestStatusOfRoles(t *testing.T) {
 	cfg := routerConfig()
 	cfg.Roles = []Role{RoleServer, RoleClient, RoleRouter}
 	cfg.Ports = []uint16{990, 8021}
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	rs := mustBuild(t, cfg)
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,10 +266,10 @@ func TestStatusOfRoles(t *testing.T) {
 		c.Roles = roles
 		c.Allow = []Service{{"tcp", 22}} // an allowed service does not make a server
 		rs := mustBuild(t, c)
-		if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+		if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 			t.Fatal(err)
 		}
-		st, err := ReadStatus(rs, WithTestDial(k.dial))
+		st, err := ReadStatus(context.Background(), rs, WithKernel(k))
 		if err != nil || !reflect.DeepEqual(st.Roles, roles) || !st.Matches {
 			t.Errorf("roles %v: status roles %v matches %v, %v", roles, st.Roles, st.Matches, err)
 		}
@@ -274,10 +277,10 @@ func TestStatusOfRoles(t *testing.T) {
 }
 
 func TestApplyIsIdempotent(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	rs := mustBuild(t, DefaultConfig())
 
-	res, err := Apply(rs, WithTestDial(k.dial))
+	res, err := Apply(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,32 +289,32 @@ func TestApplyIsIdempotent(t *testing.T) {
 	}
 	// table + helper + 2 chains + rules
 	wantMsgs := 1 + 1 + 2 + len(rs.Chains[0].Rules) + len(rs.Chains[1].Rules)
-	if k.writes != wantMsgs || k.batches != 1 {
-		t.Fatalf("first Apply sent %d messages in %d batches, want %d in 1", k.writes, k.batches, wantMsgs)
+	if k.Writes != wantMsgs || k.Batches != 1 {
+		t.Fatalf("first Apply sent %d messages in %d batches, want %d in 1", k.Writes, k.Batches, wantMsgs)
 	}
 
-	res, err = Apply(rs, WithTestDial(k.dial))
+	res, err = Apply(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Changed {
 		t.Fatalf("second Apply = %+v, want unchanged", res)
 	}
-	if k.writes != wantMsgs || k.batches != 1 {
-		t.Fatalf("second Apply wrote: %d messages, %d batches", k.writes, k.batches)
+	if k.Writes != wantMsgs || k.Batches != 1 {
+		t.Fatalf("second Apply wrote: %d messages, %d batches", k.Writes, k.Batches)
 	}
 
 	// A new configuration replaces the table in one batch.
 	cfg := DefaultConfig()
 	cfg.Ports = []uint16{21, 2121}
-	res, err = Apply(mustBuild(t, cfg), WithTestDial(k.dial))
+	res, err = Apply(context.Background(), mustBuild(t, cfg), WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Changed || !res.Replaced || k.batches != 2 {
-		t.Fatalf("Apply with new ports = %+v after %d batches, want replaced in batch 2", res, k.batches)
+	if !res.Changed || !res.Replaced || k.Batches != 2 {
+		t.Fatalf("Apply with new ports = %+v after %d batches, want replaced in batch 2", res, k.Batches)
 	}
-	st, err := ReadStatus(mustBuild(t, cfg), WithTestDial(k.dial))
+	st, err := ReadStatus(context.Background(), mustBuild(t, cfg), WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,7 +322,7 @@ func TestApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("status after replace = %+v", st)
 	}
 	// The old configuration no longer matches.
-	st, err = ReadStatus(rs, WithTestDial(k.dial))
+	st, err = ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil || st.Matches {
 		t.Fatalf("status against old config = %+v, %v; want not matching", st, err)
 	}
@@ -329,24 +332,24 @@ func TestApplyIsIdempotent(t *testing.T) {
 // current generation and reads nothing more; once anything else has been
 // committed it compares the table in full, and still sends nothing.
 func TestReinstallStamp(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	cfg := DefaultConfig()
 	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	rs := mustBuild(t, cfg)
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	writes := k.writes
-	k.gets = nil
-	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+	writes := k.Writes
+	k.Gets = nil
+	if res, err := Apply(context.Background(), rs, WithKernel(k)); err != nil || res.Changed {
 		t.Fatalf("re-install = %+v, %v", res, err)
 	}
-	if k.writes != writes || k.gets[unix.NFT_MSG_GETRULE]+k.gets[unix.NFT_MSG_GETSETELEM] != 0 {
-		t.Fatalf("stamped re-install wrote %d messages and made requests %v", k.writes-writes, k.gets)
+	if k.Writes != writes || k.Gets[unix.NFT_MSG_GETRULE]+k.Gets[unix.NFT_MSG_GETSETELEM] != 0 {
+		t.Fatalf("stamped re-install wrote %d messages and made requests %v", k.Writes-writes, k.Gets)
 	}
 
 	// Someone else commits: the stamp no longer proves anything.
-	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,18 +357,18 @@ func TestReinstallStamp(t *testing.T) {
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	writes = k.writes
-	k.gets = nil
-	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || res.Changed {
+	writes = k.Writes
+	k.Gets = nil
+	if res, err := Apply(context.Background(), rs, WithKernel(k)); err != nil || res.Changed {
 		t.Fatalf("re-install after another commit = %+v, %v", res, err)
 	}
-	if k.writes != writes || k.gets[unix.NFT_MSG_GETRULE] == 0 || k.gets[unix.NFT_MSG_GETSETELEM] == 0 {
-		t.Fatalf("re-install after another commit wrote %d messages, made requests %v; want a full read and no write", k.writes-writes, k.gets)
+	if k.Writes != writes || k.Gets[unix.NFT_MSG_GETRULE] == 0 || k.Gets[unix.NFT_MSG_GETSETELEM] == 0 {
+		t.Fatalf("re-install after another commit wrote %d messages, made requests %v; want a full read and no write", k.Writes-writes, k.Gets)
 	}
 
 	// A different ruleset is never taken for the stamped one.
 	cfg.Ports = []uint16{2121}
-	if res, err := Apply(mustBuild(t, cfg), WithTestDial(k.dial)); err != nil || !res.Changed {
+	if res, err := Apply(context.Background(), mustBuild(t, cfg), WithKernel(k)); err != nil || !res.Changed {
 		t.Fatalf("install of another ruleset = %+v, %v", res, err)
 	}
 }
@@ -389,13 +392,13 @@ func TestApplyFailureChangesNothing(t *testing.T) {
 		{unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
 		{unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},
 	} {
-		k := &fakeKernel{}
-		if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); err != nil {
+		k := &fakekernel.Kernel{}
+		if _, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k)); err != nil {
 			t.Fatal(err)
 		}
-		before := k.state.clone()
-		k.failOn, k.failErr = &tc.kind, syscall.EINVAL
-		_, err := Apply(rs, WithTestDial(k.dial))
+		before := k.State.Clone()
+		k.FailOn, k.FailErr = &tc.kind, syscall.EINVAL
+		_, err := Apply(context.Background(), rs, WithKernel(k))
 		var e *Error
 		if !errors.As(err, &e) || e.Op != "install" || e.Table != "ftpnft" || !errors.Is(err, syscall.EINVAL) {
 			t.Fatalf("message type %d rejected: %v, want *Error naming install of table ftpnft, wrapping EINVAL", tc.kind, err)
@@ -403,7 +406,7 @@ func TestApplyFailureChangesNothing(t *testing.T) {
 		if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(e.Step, "batch message ") {
 			t.Errorf("message type %d rejected: %q, want it to name %q", tc.kind, err, tc.want)
 		}
-		if !reflect.DeepEqual(k.state, before) {
+		if !reflect.DeepEqual(k.State, before) {
 			t.Fatalf("message type %d rejected: a failed batch changed the kernel's state", tc.kind)
 		}
 	}
@@ -411,8 +414,8 @@ func TestApplyFailureChangesNothing(t *testing.T) {
 
 func TestApplyPermission(t *testing.T) {
 	newChain := uint16(unix.NFT_MSG_NEWCHAIN)
-	k := &fakeKernel{failOn: &newChain, failErr: syscall.EPERM}
-	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	k := &fakekernel.Kernel{FailOn: &newChain, FailErr: syscall.EPERM}
+	_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	if !errors.Is(err, os.ErrPermission) {
 		t.Fatalf("Apply error = %v, want errors.Is os.ErrPermission", err)
 	}
@@ -426,20 +429,20 @@ func TestApplyPermission(t *testing.T) {
 // kernel gives when it has no memory left for its answers. The kernel's own
 // words, when it has some, are part of the error.
 func TestApplyBatchLevelErrors(t *testing.T) {
-	for _, k := range []*fakeKernel{{commitErr: syscall.ENOMEM}, {resetErr: syscall.ENOMEM}} {
-		_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	for _, k := range []*fakekernel.Kernel{{CommitErr: syscall.ENOMEM}, {ResetErr: syscall.ENOMEM}} {
+		_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 		var e *Error
 		if !errors.As(err, &e) || e.Step != "" || !errors.Is(err, syscall.ENOMEM) || !strings.Contains(err.Error(), "batch of ") {
 			t.Errorf("batch refused as a whole (%+v): %v, want *Error without Step, wrapping ENOMEM", *k, err)
 		}
-		if len(k.state.tables) != 0 {
+		if len(k.State.Tables) != 0 {
 			t.Errorf("a refused batch changed the state")
 		}
 	}
 
 	newRule := uint16(unix.NFT_MSG_NEWRULE)
-	k := &fakeKernel{failOn: &newRule, failErr: syscall.EOPNOTSUPP, failText: "Could not process rule"}
-	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	k := &fakekernel.Kernel{FailOn: &newRule, FailErr: syscall.EOPNOTSUPP, FailText: "Could not process rule"}
+	_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	if err == nil || !strings.HasSuffix(err.Error(), "operation not supported (kernel: Could not process rule)") {
 		t.Errorf("rule rejected with a message: %v, want the kernel's message at the end", err)
 	}
@@ -459,8 +462,8 @@ func TestErrorContract(t *testing.T) {
 		{syscall.EINVAL, syscall.EINVAL},
 	} {
 		newRule := uint16(unix.NFT_MSG_NEWRULE)
-		k := &fakeKernel{failOn: &newRule, failErr: tc.errno}
-		_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+		k := &fakekernel.Kernel{FailOn: &newRule, FailErr: tc.errno}
+		_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 		var e *Error
 		if !errors.Is(err, tc.want) || !errors.As(err, &e) {
 			t.Errorf("kernel answering %v: %v, want *Error and errors.Is %v", tc.errno, err, tc.want)
@@ -470,15 +473,15 @@ func TestErrorContract(t *testing.T) {
 	noNfTables := func(reqs []netlink.Message) ([]netlink.Message, error) {
 		return nltest.Error(int(syscall.EINVAL), reqs)
 	}
-	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(noNfTables)); !errors.Is(err, errors.ErrUnsupported) {
+	if _, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), withDial(noNfTables)); !errors.Is(err, errors.ErrUnsupported) {
 		t.Errorf("kernel without nf_tables: %v, want errors.Is errors.ErrUnsupported", err)
 	}
 }
 
 func TestForeignTableUntouched(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	// Someone else's table named "ftpnft": a chain and a rule without ftpnft's comment.
-	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -488,42 +491,42 @@ func TestForeignTableUntouched(t *testing.T) {
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	before, writes := k.state.clone(), k.writes
+	before, writes := k.State.Clone(), k.Writes
 
-	_, err = Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	_, err = Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	if !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Apply over a foreign table: %v, want ErrNotOwned", err)
 	}
-	removed, err := Remove("ftpnft", WithTestDial(k.dial))
+	removed, err := Remove(context.Background(), "ftpnft", WithKernel(k))
 	if removed || !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("Remove of a foreign table = %v, %v; want ErrNotOwned", removed, err)
 	}
-	if k.writes != writes || !reflect.DeepEqual(k.state, before) {
+	if k.Writes != writes || !reflect.DeepEqual(k.State, before) {
 		t.Fatal("ftpnft wrote to a table it did not create")
 	}
 }
 
 func TestRemove(t *testing.T) {
-	k := &fakeKernel{}
-	removed, err := Remove("ftpnft", WithTestDial(k.dial))
+	k := &fakekernel.Kernel{}
+	removed, err := Remove(context.Background(), "ftpnft", WithKernel(k))
 	if err != nil || removed {
 		t.Fatalf("Remove on empty kernel = %v, %v; want false, nil", removed, err)
 	}
-	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	removed, err = Remove("ftpnft", WithTestDial(k.dial))
+	removed, err = Remove(context.Background(), "ftpnft", WithKernel(k))
 	if err != nil || !removed {
 		t.Fatalf("Remove = %v, %v; want true, nil", removed, err)
 	}
-	if len(k.state.tables)+len(k.state.chains)+len(k.state.rules)+len(k.state.objs) != 0 {
-		t.Fatalf("state after Remove: %+v", k.state)
+	if len(k.State.Tables)+len(k.State.Chains)+len(k.State.Rules)+len(k.State.Objs) != 0 {
+		t.Fatalf("state after Remove: %+v", k.State)
 	}
 }
 
 func TestStatusNotInstalled(t *testing.T) {
-	k := &fakeKernel{}
-	st, err := ReadStatus(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	k := &fakekernel.Kernel{}
+	st, err := ReadStatus(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -533,7 +536,7 @@ func TestStatusNotInstalled(t *testing.T) {
 }
 
 func TestMissingNetNS(t *testing.T) {
-	_, err := Apply(mustBuild(t, DefaultConfig()), WithNetNS(filepath.Join(t.TempDir(), "nope")))
+	_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithNetNS(filepath.Join(t.TempDir(), "nope")))
 	if !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("Apply in a missing namespace: %v, want os.ErrNotExist", err)
 	}
@@ -562,22 +565,22 @@ func TestWithoutHelper(t *testing.T) {
 // other's table with this one's: one table, one copy of each chain and
 // rule.
 func TestApplyRace(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	mine := mustBuild(t, DefaultConfig())
 	other := DefaultConfig()
 	other.Ports = []uint16{2121}
-	k.beforeBatch = func() {
-		if _, err := Apply(mustBuild(t, other), WithTestDial(k.dial)); err != nil {
+	k.BeforeBatch = func() {
+		if _, err := Apply(context.Background(), mustBuild(t, other), WithKernel(k)); err != nil {
 			t.Errorf("the other install: %v", err)
 		}
 	}
-	res, err := Apply(mine, WithTestDial(k.dial))
+	res, err := Apply(context.Background(), mine, WithKernel(k))
 	if err != nil || !res.Changed || !res.Replaced {
 		t.Fatalf("Apply racing another install = %+v, %v; want replaced", res, err)
 	}
-	st, err := ReadStatus(mine, WithTestDial(k.dial))
-	if err != nil || !st.Matches || len(k.state.tables) != 1 || len(k.state.chains) != len(mine.Chains) {
-		t.Fatalf("after the race: status %+v, %v; %d tables, %d chains", st, err, len(k.state.tables), len(k.state.chains))
+	st, err := ReadStatus(context.Background(), mine, WithKernel(k))
+	if err != nil || !st.Matches || len(k.State.Tables) != 1 || len(k.State.Chains) != len(mine.Chains) {
+		t.Fatalf("after the race: status %+v, %v; %d tables, %d chains", st, err, len(k.State.Tables), len(k.State.Chains))
 	}
 }
 
@@ -585,19 +588,19 @@ func TestApplyRace(t *testing.T) {
 // listed, its chains are gone. That torn view looks like a foreign table;
 // ftpnft notices that the generation moved, reads again and installs.
 func TestApplyTornRead(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	rs := mustBuild(t, DefaultConfig())
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	k.midRead = func() {
-		if removed, err := Remove("ftpnft", WithTestDial(k.dial)); err != nil || !removed {
+	k.MidRead = func() {
+		if removed, err := Remove(context.Background(), "ftpnft", WithKernel(k)); err != nil || !removed {
 			t.Errorf("the other uninstall: %v, %v", removed, err)
 		}
 	}
 	other := DefaultConfig()
 	other.Ports = []uint16{2121}
-	res, err := Apply(mustBuild(t, other), WithTestDial(k.dial))
+	res, err := Apply(context.Background(), mustBuild(t, other), WithKernel(k))
 	if err != nil || !res.Changed || res.Replaced {
 		t.Fatalf("Apply while the table is removed underneath = %+v, %v; want a fresh install", res, err)
 	}
@@ -606,13 +609,13 @@ func TestApplyTornRead(t *testing.T) {
 // A ruleset that changes between every read and batch is reported, not
 // acted on.
 func TestApplyGivesUpWhileRulesetChanges(t *testing.T) {
-	k := &fakeKernel{busy: true}
-	_, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	k := &fakekernel.Kernel{Busy: true}
+	_, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	var e *Error
 	if !errors.Is(err, ErrConcurrent) || !errors.As(err, &e) || e.Op != "install" {
 		t.Fatalf("Apply under constant change: %v, want *Error wrapping ErrConcurrent", err)
 	}
-	if k.writes != 0 || len(k.state.tables) != 0 {
-		t.Fatalf("wrote %d messages while giving up", k.writes)
+	if k.Writes != 0 || len(k.State.Tables) != 0 {
+		t.Fatalf("wrote %d messages while giving up", k.Writes)
 	}
 }

@@ -49,6 +49,9 @@ func read(c *conn, name string) (*installed, error) {
 	if err != nil || !found {
 		return nil, err
 	}
+	if err := c.ctx.Err(); err != nil { // google/nftables' dumps below cannot be interrupted
+		return nil, &Error{Op: "read", Table: name, Err: err}
+	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
 	in := &installed{}
 	_, in.stamp, in.hasStamp = parseStamp(udata)

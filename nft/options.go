@@ -1,15 +1,19 @@
 package nft
 
-import "github.com/mdlayher/netlink/nltest"
+import (
+	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
+)
 
 // Option configures how the package reaches the kernel.
 type Option func(*options)
 
 type options struct {
-	netnsPath string
-	netnsSet  bool // WithNetNS was given, even with ""
-	netnsFd   int
-	dial      nltest.Func
+	netns nlio.NetNS
+	dial  nltest.Func // a Kernel's, in place of the namespace's
 }
 
 // WithNetNS works in the network namespace at path, such as
@@ -18,13 +22,49 @@ type options struct {
 // empty path is an error, never the caller's own namespace; so is a path
 // that is not a network namespace.
 func WithNetNS(path string) Option {
-	return func(o *options) { o.netnsPath, o.netnsSet = path, true }
+	return func(o *options) { o.netns.Path, o.netns.HasPath = path, true }
 }
 
 // WithNetNSFd works in the network namespace of an open file descriptor.
 // The caller keeps ownership of fd.
-func WithNetNSFd(fd int) Option { return func(o *options) { o.netnsFd = fd } }
+func WithNetNSFd(fd int) Option { return func(o *options) { o.netns.Fd, o.netns.HasFd = fd, true } }
 
-// WithTestDial replaces the kernel with f, for tests without privileges:
-// every netlink request goes to f, which answers with messages or an error.
-func WithTestDial(f nltest.Func) Option { return func(o *options) { o.dial = f } }
+// A Kernel answers nf_tables requests in place of the kernel, so that code
+// using this package can be tested without privileges; nfttest.Fake is one.
+// Exchange takes the netlink messages of one request, or of one batch, each
+// whole (header included) in the kernel's encoding, and returns the
+// kernel's answers in the same form, or an error as a socket would (such
+// as syscall.ENOBUFS when answers were lost).
+type Kernel interface {
+	Exchange(request [][]byte) (answers [][]byte, err error)
+}
+
+// WithKernel sends every request to k instead of the kernel.
+func WithKernel(k Kernel) Option { return func(o *options) { o.dial = kernelDial(k) } }
+
+// kernelDial adapts k to the netlink messages that this package and
+// google/nftables exchange.
+func kernelDial(k Kernel) nltest.Func {
+	return func(reqs []netlink.Message) ([]netlink.Message, error) {
+		request := make([][]byte, len(reqs))
+		for i, m := range reqs {
+			m.Header.Length = uint32(unix.NLMSG_HDRLEN + len(m.Data))
+			b, err := m.MarshalBinary()
+			if err != nil {
+				return nil, err
+			}
+			request[i] = b
+		}
+		answers, err := k.Exchange(request)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]netlink.Message, len(answers))
+		for i, b := range answers {
+			if err := out[i].UnmarshalBinary(b); err != nil {
+				return nil, err
+			}
+		}
+		return out, nil
+	}
+}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -12,20 +13,22 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
-	"github.com/mdlayher/netlink"
+	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/nft/internal/fakekernel"
 )
 
 // An empty namespace path is an error, never the caller's own namespace.
 func TestEmptyNetNSIsNotTheHost(t *testing.T) {
 	rs := mustBuild(t, DefaultConfig())
-	if _, err := Apply(rs, WithNetNS("")); err == nil || !strings.Contains(err.Error(), "network namespace path is empty") {
+	if _, err := Apply(context.Background(), rs, WithNetNS("")); err == nil || !strings.Contains(err.Error(), "network namespace path is empty") {
 		t.Errorf("Apply with WithNetNS(\"\"): %v", err)
 	}
-	if _, err := ReadStatus(rs, WithNetNS("")); err == nil {
+	if _, err := ReadStatus(context.Background(), rs, WithNetNS("")); err == nil {
 		t.Error("ReadStatus with WithNetNS(\"\") succeeded")
 	}
-	if _, err := Remove(DefaultTable, WithNetNS("")); err == nil {
+	if _, err := Remove(context.Background(), DefaultTable, WithNetNS("")); err == nil {
 		t.Error("Remove with WithNetNS(\"\") succeeded")
 	}
 	// A path that is no namespace: a file, and a FIFO (which must not hang).
@@ -38,30 +41,23 @@ func TestEmptyNetNSIsNotTheHost(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{file, fifo, "/proc/self/ns/uts"} {
-		if _, err := ReadStatus(rs, WithNetNS(p)); err == nil || !strings.Contains(err.Error(), "not a network namespace") {
+		if _, err := ReadStatus(context.Background(), rs, WithNetNS(p)); err == nil || !strings.Contains(err.Error(), "not a network namespace") {
 			t.Errorf("ReadStatus in %s: %v, want not a network namespace", p, err)
 		}
 	}
-}
-
-// flushTable deletes the rules of table, as `nft flush table inet TABLE`
-// does: chains (with their policies), sets and objects stay.
-func (k *fakeKernel) flushTable(table string) {
-	k.state.rules = slices.DeleteFunc(k.state.rules, func(m netlink.Message) bool { return stringAttr(m, attrTable) == table })
-	k.gen++
 }
 
 // A table of ftpnft's stays ftpnft's when its rules are flushed or rules
 // are added by hand: status says what changed, install repairs it,
 // uninstall removes it. Ownership is in the table's user data.
 func TestHandEditedTableIsStillOwned(t *testing.T) {
-	k := &fakeKernel{}
+	k := &fakekernel.Kernel{}
 	rs := mustBuild(t, DefaultConfig())
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	k.flushTable(DefaultTable)
-	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	k.FlushTable(DefaultTable)
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,16 +67,16 @@ func TestHandEditedTableIsStillOwned(t *testing.T) {
 	if !slices.Contains(st.Differences, `chain input: rule "established" missing`) {
 		t.Errorf("differences of a flushed table: %q", st.Differences)
 	}
-	res, err := Apply(rs, WithTestDial(k.dial))
+	res, err := Apply(context.Background(), rs, WithKernel(k))
 	if err != nil || !res.Changed || !res.Repaired {
 		t.Fatalf("install over a flushed table = %+v, %v; want repaired", res, err)
 	}
-	if st, err := ReadStatus(rs, WithTestDial(k.dial)); err != nil || !st.Matches || st.Modified || len(st.Differences) != 0 {
+	if st, err := ReadStatus(context.Background(), rs, WithKernel(k)); err != nil || !st.Matches || st.Modified || len(st.Differences) != 0 {
 		t.Fatalf("status after repair = %+v, %v", st, err)
 	}
 
 	// A rule without ftpnft's comment, and an interval set of ports.
-	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +90,7 @@ func TestHandEditedTableIsStillOwned(t *testing.T) {
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	st, err = ReadStatus(rs, WithTestDial(k.dial))
+	st, err = ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil {
 		t.Fatalf("status with a set of ports added by hand: %v", err)
 	}
@@ -106,23 +102,23 @@ func TestHandEditedTableIsStillOwned(t *testing.T) {
 	if !st.Owned || !st.Modified {
 		t.Errorf("hand-edited table: owned %v modified %v", st.Owned, st.Modified)
 	}
-	if res, err := Apply(rs, WithTestDial(k.dial)); err != nil || !res.Repaired {
+	if res, err := Apply(context.Background(), rs, WithKernel(k)); err != nil || !res.Repaired {
 		t.Fatalf("install over a hand-edited table = %+v, %v", res, err)
 	}
-	k.flushTable(DefaultTable)
-	if removed, err := Remove(DefaultTable, WithTestDial(k.dial)); err != nil || !removed {
+	k.FlushTable(DefaultTable)
+	if removed, err := Remove(context.Background(), DefaultTable, WithKernel(k)); err != nil || !removed {
 		t.Fatalf("uninstall of a flushed table = %v, %v", removed, err)
 	}
-	if len(k.state.tables)+len(k.state.chains)+len(k.state.sets) != 0 {
-		t.Fatalf("left after uninstall: %+v", k.state)
+	if len(k.State.Tables)+len(k.State.Chains)+len(k.State.Sets) != 0 {
+		t.Fatalf("left after uninstall: %+v", k.State)
 	}
 }
 
 // Someone else's table named ftpnft that holds an interval set of ports is
 // reported as foreign, not as an error, and nothing of it is read further.
 func TestForeignTableWithPortSet(t *testing.T) {
-	k := &fakeKernel{}
-	other, err := nftables.New(nftables.WithTestDial(k.dial))
+	k := &fakekernel.Kernel{}
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,11 +131,11 @@ func TestForeignTableWithPortSet(t *testing.T) {
 	if err := other.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadStatus(mustBuild(t, DefaultConfig()), WithTestDial(k.dial))
+	st, err := ReadStatus(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k))
 	if err != nil || !st.Installed || st.Owned {
 		t.Fatalf("status of a foreign table with a port set = %+v, %v; want installed, not owned", st, err)
 	}
-	if _, err := Apply(mustBuild(t, DefaultConfig()), WithTestDial(k.dial)); !errors.Is(err, ErrNotOwned) {
+	if _, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k)); !errors.Is(err, ErrNotOwned) {
 		t.Fatalf("install over it: %v, want ErrNotOwned", err)
 	}
 }
@@ -149,39 +145,39 @@ func TestForeignTableWithPortSet(t *testing.T) {
 func TestAnswersOverflow(t *testing.T) {
 	rs := mustBuild(t, DefaultConfig())
 
-	k := &fakeKernel{overflow: true}
-	res, err := Apply(rs, WithTestDial(k.dial))
-	if err != nil || !res.Changed || k.batches != 1 {
-		t.Fatalf("applied batch with lost answers = %+v, %v after %d batches; want success", res, err, k.batches)
+	k := &fakekernel.Kernel{Overflow: true}
+	res, err := Apply(context.Background(), rs, WithKernel(k))
+	if err != nil || !res.Changed || k.Batches != 1 {
+		t.Fatalf("applied batch with lost answers = %+v, %v after %d batches; want success", res, err, k.Batches)
 	}
-	k.overflow = false
-	if st, err := ReadStatus(rs, WithTestDial(k.dial)); err != nil || !st.Matches {
+	k.Overflow = false
+	if st, err := ReadStatus(context.Background(), rs, WithKernel(k)); err != nil || !st.Matches {
 		t.Fatalf("status after it = %+v, %v", st, err)
 	}
 
 	// The kernel refused the batch: the generation did not move.
 	newRule := uint16(unix.NFT_MSG_NEWRULE)
-	k = &fakeKernel{overflow: true, failOn: &newRule, failErr: syscall.EINVAL}
-	_, err = Apply(rs, WithTestDial(k.dial))
+	k = &fakekernel.Kernel{Overflow: true, FailOn: &newRule, FailErr: syscall.EINVAL}
+	_, err = Apply(context.Background(), rs, WithKernel(k))
 	if err == nil || !strings.Contains(err.Error(), "it was not applied (the ruleset is still at generation 1)") || !errors.Is(err, syscall.ENOBUFS) {
 		t.Fatalf("refused batch with lost answers: %v", err)
 	}
 
 	// Another writer committed in between, and the batch was refused.
-	k = &fakeKernel{overflow: true}
-	k.beforeBatch = func() { k.gen++ }
-	_, err = Apply(rs, WithTestDial(k.dial))
+	k = &fakekernel.Kernel{Overflow: true}
+	k.BeforeBatch = func() { k.Gen++ }
+	_, err = Apply(context.Background(), rs, WithKernel(k))
 	if err == nil || !strings.Contains(err.Error(), "another writer committed generation") {
 		t.Fatalf("stale batch with lost answers: %v", err)
 	}
 
 	// Removing, too.
-	k = &fakeKernel{}
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	k = &fakekernel.Kernel{}
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	k.overflow = true
-	if removed, err := Remove(DefaultTable, WithTestDial(k.dial)); err != nil || !removed {
+	k.Overflow = true
+	if removed, err := Remove(context.Background(), DefaultTable, WithKernel(k)); err != nil || !removed {
 		t.Fatalf("remove with lost answers = %v, %v", removed, err)
 	}
 }
@@ -202,12 +198,16 @@ func TestConfigLimits(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Build with %d ports: %v", MaxPorts, err)
 	}
-	k := &fakeKernel{}
-	if _, err := Apply(rs, WithTestDial(k.dial)); err != nil {
+	k := &fakekernel.Kernel{}
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
 		t.Fatal(err)
 	}
-	st, err := ReadStatus(rs, WithTestDial(k.dial))
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
 	if err != nil || !st.Matches || !reflect.DeepEqual(st.Ports, cfg.Ports) {
 		t.Fatalf("status of %d ports: matches %v, %d ports, %v", MaxPorts, st.Matches, len(st.Ports), err)
 	}
 }
+
+// withDial sends every request to f: for tests that answer with crafted
+// messages rather than with the fake kernel.
+func withDial(f nltest.Func) Option { return func(o *options) { o.dial = f } }

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"net/netip"
 	"slices"
@@ -72,8 +73,8 @@ type Counter struct {
 
 // ReadStatus reads ftpnft's table back from the kernel and compares it with
 // want, the ruleset install would create. It sends no changes.
-func ReadStatus(want *Ruleset, opts ...Option) (*Status, error) {
-	c, release, err := connect(opts)
+func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, error) {
+	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -18,34 +19,32 @@ import (
 // conn is a connection to nf_tables in one namespace.
 type conn struct {
 	*nftables.Conn
-	netnsFd int // 0 for the current namespace
+	ctx     context.Context // ends waits for the kernel's answers
+	netnsFd int             // -1 for the caller's namespace
 	dial    nltest.Func
 }
 
 // connect returns a netlink connection to nf_tables and a function that
 // releases what connect opened.
-func connect(opts []Option) (*conn, func(), error) {
-	o := options{netnsFd: -1}
+func connect(ctx context.Context, opts []Option) (*conn, func(), error) {
+	var o options
 	for _, opt := range opts {
 		opt(&o)
 	}
 	var copts []nftables.ConnOption
 	release := func() {}
-	cn := &conn{dial: o.dial}
-	switch {
-	case o.dial != nil:
+	cn := &conn{ctx: ctx, dial: o.dial}
+	if o.dial != nil {
 		copts = append(copts, nftables.WithTestDial(o.dial))
-	case o.netnsSet:
-		f, err := nlio.OpenNetNS(o.netnsPath)
+	} else {
+		fd, _, rel, err := o.netns.Open()
 		if err != nil {
 			return nil, nil, &Error{Op: "open netns", Err: err}
 		}
-		copts = append(copts, nftables.WithNetNSFd(int(f.Fd())))
-		cn.netnsFd = int(f.Fd())
-		release = func() { f.Close() }
-	case o.netnsFd >= 0:
-		copts = append(copts, nftables.WithNetNSFd(o.netnsFd))
-		cn.netnsFd = o.netnsFd
+		release, cn.netnsFd = rel, fd
+		if fd >= 0 {
+			copts = append(copts, nftables.WithNetNSFd(fd))
+		}
 	}
 	if o.dial == nil {
 		// One socket for all the reads of a transaction, not one each.
@@ -64,8 +63,8 @@ func connect(opts []Option) (*conn, func(), error) {
 // kernel increments with every committed batch in the namespace: two equal
 // readings mean that nothing was changed in between, by ftpnft or anyone
 // else.
-func Generation(opts ...Option) (uint32, error) {
-	c, release, err := connect(opts)
+func Generation(ctx context.Context, opts ...Option) (uint32, error) {
+	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return 0, err
 	}
@@ -246,12 +245,16 @@ func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message
 	if _, err := nc.SendMessages(msgs); err != nil {
 		return nil, err
 	}
-	return receive(nc, wait, last)
+	return c.receive(nc, wait, last)
 }
 
 // socket opens a netlink socket to nfnetlink in c's namespace.
 func (c *conn) socket() (*netlink.Conn, error) {
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.netnsFd})
+	cfg := &netlink.Config{}
+	if c.netnsFd >= 0 {
+		cfg.NetNS = c.netnsFd
+	}
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -274,9 +277,9 @@ func (c *conn) socket() (*netlink.Conn, error) {
 
 // receive reads answers from nc as nlio.Receive does, until last returns
 // true for a message or (without wait) nothing more is queued.
-func receive(nc *netlink.Conn, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
+func (c *conn) receive(nc *netlink.Conn, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
 	var out []netlink.Message
-	err := nlio.Receive(nc, wait, func(m netlink.Message) bool {
+	err := nlio.Receive(c.ctx, nc, wait, func(m netlink.Message) bool {
 		m.Data = bytes.Clone(m.Data)
 		out = append(out, m)
 		return last != nil && last(m)

@@ -84,7 +84,7 @@ func Run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := nft.Apply(rs, nft.WithNetNS(srv.nsPath)); err != nil {
+	if _, err := nft.Apply(context.Background(), rs, nft.WithNetNS(srv.nsPath)); err != nil {
 		return err
 	}
 	r.ok("ftpnft ruleset installed in the server namespace (table inet %s, policy drop)", rs.Table)
@@ -118,7 +118,7 @@ func Run(ctx context.Context, w io.Writer) error {
 		return ctx.Err()
 	}
 	r.printf("negative control (the same policy without the helper):\n")
-	if _, err := nft.Apply(rs.WithoutHelper(), nft.WithNetNS(srv.nsPath)); err != nil {
+	if _, err := nft.Apply(context.Background(), rs.WithoutHelper(), nft.WithNetNS(srv.nsPath)); err != nil {
 		return err
 	}
 	drain(events)
@@ -216,7 +216,7 @@ func (r *run) session(srv, cli *peer, rs *nft.Ruleset, events <-chan conntrack.E
 
 // assignCount is the packet counter of the helper assignment rule.
 func assignCount(rs *nft.Ruleset, nsPath string) (uint64, error) {
-	st, err := nft.ReadStatus(rs, nft.WithNetNS(nsPath))
+	st, err := nft.ReadStatus(context.Background(), rs, nft.WithNetNS(nsPath))
 	if err != nil {
 		return 0, err
 	}

@@ -66,12 +66,12 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 
 	if *asJSON {
-		if err := conntrack.WriteJSON(stdout, opts...); err != nil {
+		if err := conntrack.WriteJSON(context.Background(), stdout, opts...); err != nil {
 			return fail(stderr, "expectations", err)
 		}
 		return exitOK
 	}
-	xs, err := conntrack.List(opts...)
+	xs, err := conntrack.List(context.Background(), opts...)
 	if err != nil {
 		return fail(stderr, "expectations", err)
 	}

@@ -506,7 +506,7 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 	if err == nil && !capa.Available {
 		return fail(stderr, o.cmd, fmt.Errorf("kernel has no FTP conntrack helper: %w", errors.ErrUnsupported))
 	}
-	res, err := nft.Apply(o.ruleset, o.nftOptions()...)
+	res, err := nft.Apply(context.Background(), o.ruleset, o.nftOptions()...)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -525,7 +525,7 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 }
 
 func uninstall(o *cliOptions, stdout, stderr io.Writer) int {
-	removed, err := nft.Remove(o.cfg.Table, o.nftOptions()...)
+	removed, err := nft.Remove(context.Background(), o.cfg.Table, o.nftOptions()...)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -561,7 +561,7 @@ func warnings(st *nft.Status, capa helper.Capability) []string {
 }
 
 func status(o *cliOptions, stdout, stderr io.Writer) int {
-	st, err := nft.ReadStatus(o.ruleset, o.nftOptions()...)
+	st, err := nft.ReadStatus(context.Background(), o.ruleset, o.nftOptions()...)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}

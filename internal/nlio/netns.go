@@ -52,3 +52,33 @@ func OpenNetNS(path string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// NetNS says where a package's netlink sockets go: the caller's own network
+// namespace (the zero value), a path (Path, with HasPath even when empty, so
+// that an empty path is refused rather than taken for the caller's) or an
+// open file descriptor that the caller owns (Fd, with HasFd). nft and
+// conntrack keep their namespace options in one.
+type NetNS struct {
+	Path    string
+	HasPath bool
+	Fd      int
+	HasFd   bool
+}
+
+// Open returns the file descriptor of the namespace for netlink.Config's
+// NetNS, -1 for the caller's own, and a function that releases what Open
+// opened. Of a path, it also returns the file (nil otherwise), whose inode
+// tells whether the path still names the namespace later.
+func (n NetNS) Open() (fd int, file *os.File, release func(), err error) {
+	switch {
+	case n.HasPath:
+		f, err := OpenNetNS(n.Path)
+		if err != nil {
+			return -1, nil, nil, err
+		}
+		return int(f.Fd()), f, func() { f.Close() }, nil
+	case n.HasFd:
+		return n.Fd, nil, func() {}, nil
+	}
+	return -1, nil, func() {}, nil
+}

@@ -1,6 +1,7 @@
 package nlio
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"syscall"
@@ -19,10 +20,10 @@ const DumpTimeout = 30 * time.Second
 
 // Receive reads the answers queued on nc and hands each message to each,
 // until each returns true. With wait, it waits for more answers, up to
-// DumpTimeout; without, it returns nil once nothing more is queued. A
-// message's Data is valid only until each returns: each must copy what it
-// keeps.
-func Receive(nc *netlink.Conn, wait bool, each func(netlink.Message) (done bool)) error {
+// DumpTimeout or until ctx ends (then it returns ctx's error); without, it
+// returns nil once nothing more is queued. A message's Data is valid only
+// until each returns: each must copy what it keeps.
+func Receive(ctx context.Context, nc *netlink.Conn, wait bool, each func(netlink.Message) (done bool)) (err error) {
 	rc, err := nc.SyscallConn()
 	if err != nil {
 		return err
@@ -31,6 +32,15 @@ func Receive(nc *netlink.Conn, wait bool, each func(netlink.Message) (done bool)
 		if err := nc.SetReadDeadline(time.Now().Add(DumpTimeout)); err != nil {
 			return err
 		}
+		// Ending ctx ends the wait: a read deadline in the past wakes the
+		// read, and the error it gets is ctx's.
+		stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+		defer stop()
+		defer func() {
+			if ctx.Err() != nil {
+				err = ctx.Err()
+			}
+		}()
 	}
 	buf := make([]byte, ReadSize)
 	for {

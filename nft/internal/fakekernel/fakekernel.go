@@ -1,63 +1,74 @@
-package nft
+// Package fakekernel is an in-memory nf_tables: the fake kernel behind
+// nfttest and nft's own tests. It lives apart from both so that nft's
+// internal tests can use it without importing nfttest, which imports nft.
+package fakekernel
 
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
 )
 
-// fakeKernel is an in-memory nf_tables for tests without privileges. It
-// stores the messages that create tables, objects, chains and rules, answers
-// dumps with them, and applies a batch to a copy that replaces the state only
-// when every message succeeded, as the kernel's transactions do.
-type fakeKernel struct {
-	state    fakeState
-	batches  int     // batches committed
-	writes   int     // batch messages received, committed or not
-	failOn   *uint16 // NFT_MSG_* type whose first message is rejected with failErr
-	failErr  syscall.Errno
-	failText string // extended acknowledgement text with failErr
-	// commitErr fails a batch whose messages all succeeded, as a failed
+// Kernel is an in-memory nf_tables for tests without privileges. It
+// stores the messages that create tables, objects, sets, chains and rules,
+// answers dumps with them, and applies a batch to a copy that replaces the
+// state only when every message succeeded, as the kernel's transactions do.
+// Its zero value is an empty kernel. Its fields inject failures and
+// concurrent writers.
+type Kernel struct {
+	State    State
+	Batches  int     // batches committed
+	Writes   int     // batch messages received, committed or not
+	FailOn   *uint16 // NFT_MSG_* type whose first message is rejected with FailErr
+	FailErr  syscall.Errno
+	FailText string // extended acknowledgement text with FailErr
+	// CommitErr fails a batch whose messages all succeeded, as a failed
 	// commit does: an error with the first message's header, then an ack
 	// for every message.
-	commitErr syscall.Errno
-	// resetErr fails a batch with a single error and no other answer, as
+	CommitErr syscall.Errno
+	// ResetErr fails a batch with a single error and no other answer, as
 	// the kernel does when it runs out of memory for its answers.
-	resetErr syscall.Errno
-	gen      uint32 // generation ID minus 1 (the kernel's starts at 1): one more for every committed batch
-	// busy simulates another writer committing all the time: every
+	ResetErr syscall.Errno
+	Gen      uint32 // generation ID minus 1 (the kernel's starts at 1): one more for every committed batch
+	// Busy simulates another writer committing all the time: every
 	// generation reading is one higher than the last.
-	busy bool
+	Busy bool
 	// beforeBatch, when set, runs once before the next batch is applied:
 	// another writer getting in between ftpnft's read and its batch.
-	beforeBatch func()
-	// gets counts the requests of each NFT_MSG_GET* type.
-	gets map[uint16]int
+	BeforeBatch func()
+	// Gets counts the requests of each NFT_MSG_GET* type.
+	Gets map[uint16]int
 	// midRead, when set, runs once when ftpnft lists chains: another writer
 	// committing while ftpnft reads its table.
-	midRead func()
-	// overflow loses the answers to every batch, as the kernel does when
+	MidRead func()
+	// Overflow loses the answers to every batch, as the kernel does when
 	// they overflow the socket's receive buffer (ENOBUFS); the batch itself
 	// is handled as usual.
-	overflow bool
+	Overflow bool
 }
 
-type fakeState struct {
-	tables, objs, sets, elems, chains, rules []netlink.Message
+// State is what the kernel holds: the messages that created each thing.
+type State struct {
+	Tables, Objs, Sets, Elems, Chains, Rules []netlink.Message
 }
 
-func (s fakeState) clone() fakeState {
-	return fakeState{
-		tables: append([]netlink.Message(nil), s.tables...),
-		objs:   append([]netlink.Message(nil), s.objs...),
-		sets:   append([]netlink.Message(nil), s.sets...),
-		elems:  append([]netlink.Message(nil), s.elems...),
-		chains: append([]netlink.Message(nil), s.chains...),
-		rules:  append([]netlink.Message(nil), s.rules...),
+// Clone returns a copy of s that shares no slice with it.
+func (s State) Clone() State {
+	return State{
+		Tables: append([]netlink.Message(nil), s.Tables...),
+		Objs:   append([]netlink.Message(nil), s.Objs...),
+		Sets:   append([]netlink.Message(nil), s.Sets...),
+		Elems:  append([]netlink.Message(nil), s.Elems...),
+		Chains: append([]netlink.Message(nil), s.Chains...),
+		Rules:  append([]netlink.Message(nil), s.Rules...),
 	}
 }
 
@@ -93,50 +104,85 @@ func ack(req netlink.Message, errno syscall.Errno, text ...string) netlink.Messa
 	}
 }
 
-func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
+// Exchange answers one request or batch of whole netlink messages, as
+// nft.Kernel asks.
+func (k *Kernel) Exchange(request [][]byte) ([][]byte, error) {
+	reqs := make([]netlink.Message, len(request))
+	for i, b := range request {
+		if err := reqs[i].UnmarshalBinary(b); err != nil {
+			return nil, err
+		}
+	}
+	answers, err := k.Dial(reqs)
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(answers))
+	for i, m := range answers {
+		m.Header.Length = uint32(unix.NLMSG_HDRLEN + len(m.Data))
+		b, err := m.MarshalBinary()
+		if err != nil {
+			return nil, err
+		}
+		out[i] = b
+	}
+	return out, nil
+}
+
+// FlushTable deletes the rules of table, as `nft flush table inet TABLE`
+// does: chains (with their policies), sets and objects stay. It is a
+// commit of its own.
+func (k *Kernel) FlushTable(table string) {
+	k.State.Rules = slices.DeleteFunc(k.State.Rules, func(m netlink.Message) bool { return stringAttr(m, attrTable) == table })
+	k.Gen++
+}
+
+// Dial answers like Exchange, on decoded messages: for
+// github.com/google/nftables' WithTestDial, to act as another writer.
+func (k *Kernel) Dial(reqs []netlink.Message) ([]netlink.Message, error) {
 	if len(reqs) == 0 {
 		// A receive after the first reply of a batch: the next ack.
 		return []netlink.Message{ack(netlink.Message{}, 0)}, nil
 	}
 	if subsys(reqs[0]) == 0 && msgType(reqs[0]) == unix.NFNL_MSG_BATCH_BEGIN {
 		acks := k.batch(reqs[0], reqs[1:len(reqs)-1])
-		if k.overflow {
+		if k.Overflow {
 			return nil, syscall.ENOBUFS
 		}
 		return acks, nil
 	}
 	req := reqs[0]
-	if k.gets == nil {
-		k.gets = map[uint16]int{}
+	if k.Gets == nil {
+		k.Gets = map[uint16]int{}
 	}
-	k.gets[msgType(req)]++
+	k.Gets[msgType(req)]++
 	var found []netlink.Message
 	switch msgType(req) {
 	case unix.NFT_MSG_GETGEN:
-		if k.busy {
-			k.gen++
+		if k.Busy {
+			k.Gen++
 		}
-		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.gen+1)}})
+		attrs, _ := netlink.MarshalAttributes([]netlink.Attribute{{Type: unix.NFTA_GEN_ID, Data: binary.BigEndian.AppendUint32(nil, k.Gen+1)}})
 		return []netlink.Message{{
 			Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN), Sequence: req.Header.Sequence, PID: req.Header.PID},
 			Data:   append([]byte{unix.AF_UNSPEC, 0, 0, 0}, attrs...),
 		}}, nil
 	case unix.NFT_MSG_GETTABLE:
-		found = k.state.tables
+		found = k.State.Tables
 	case unix.NFT_MSG_GETOBJ:
-		found = k.state.objs
+		found = k.State.Objs
 	case unix.NFT_MSG_GETSET:
-		found = k.state.sets
+		found = k.State.Sets
 	case unix.NFT_MSG_GETSETELEM:
-		found = k.state.elems
+		found = k.State.Elems
 	case unix.NFT_MSG_GETCHAIN:
-		if f := k.midRead; f != nil {
-			k.midRead = nil
+		if f := k.MidRead; f != nil {
+			k.MidRead = nil
 			f()
 		}
-		found = k.state.chains
+		found = k.State.Chains
 	case unix.NFT_MSG_GETRULE:
-		found = k.state.rules
+		found = k.State.Rules
 	default:
 		return []netlink.Message{ack(req, syscall.EOPNOTSUPP)}, nil
 	}
@@ -166,28 +212,28 @@ func (k *fakeKernel) dial(reqs []netlink.Message) ([]netlink.Message, error) {
 // As the kernel does, it refuses a batch begun with a generation ID other
 // than the current one, and after a failed message goes on to answer every
 // other message before it aborts.
-func (k *fakeKernel) batch(begin netlink.Message, msgs []netlink.Message) []netlink.Message {
-	if f := k.beforeBatch; f != nil {
-		k.beforeBatch = nil
+func (k *Kernel) batch(begin netlink.Message, msgs []netlink.Message) []netlink.Message {
+	if f := k.BeforeBatch; f != nil {
+		k.BeforeBatch = nil
 		f()
 	}
-	if k.busy {
-		k.gen++
+	if k.Busy {
+		k.Gen++
 	}
-	if gen := batchGeneration(begin); gen != 0 && gen != k.gen+1 {
+	if gen := batchGeneration(begin); gen != 0 && gen != k.Gen+1 {
 		return []netlink.Message{ack(begin, unix.ERESTART)}
 	}
-	next := k.state.clone()
+	next := k.State.Clone()
 	var acks []netlink.Message
 	failed := false
 	for _, m := range msgs {
-		k.writes++
+		k.Writes++
 		errno := next.apply(m)
 		var text []string
-		if k.failOn != nil && msgType(m) == *k.failOn && !failed {
-			errno = k.failErr
-			if k.failText != "" {
-				text = []string{k.failText}
+		if k.FailOn != nil && msgType(m) == *k.FailOn && !failed {
+			errno = k.FailErr
+			if k.FailText != "" {
+				text = []string{k.FailText}
 			}
 		}
 		if m.Header.Flags&netlink.Acknowledge != 0 || errno != 0 {
@@ -196,19 +242,19 @@ func (k *fakeKernel) batch(begin netlink.Message, msgs []netlink.Message) []netl
 		failed = failed || errno != 0
 	}
 	switch {
-	case k.resetErr != 0:
-		return []netlink.Message{ack(msgs[0], k.resetErr)}
-	case k.commitErr != 0 && !failed:
-		return append([]netlink.Message{ack(msgs[0], k.commitErr)}, acks...)
+	case k.ResetErr != 0:
+		return []netlink.Message{ack(msgs[0], k.ResetErr)}
+	case k.CommitErr != 0 && !failed:
+		return append([]netlink.Message{ack(msgs[0], k.CommitErr)}, acks...)
 	case !failed:
-		k.state = next
-		k.batches++
-		k.gen++
+		k.State = next
+		k.Batches++
+		k.Gen++
 	}
 	return acks
 }
 
-func (s *fakeState) apply(m netlink.Message) syscall.Errno {
+func (s *State) apply(m netlink.Message) syscall.Errno {
 	table := stringAttr(m, attrTable)
 	has := func(list []netlink.Message) bool {
 		for _, x := range list {
@@ -231,43 +277,43 @@ func (s *fakeState) apply(m netlink.Message) syscall.Errno {
 	stored.Data = bytes.Clone(m.Data)
 	switch msgType(m) {
 	case unix.NFT_MSG_NEWTABLE:
-		if has(s.tables) && m.Header.Flags&netlink.Excl != 0 {
+		if has(s.Tables) && m.Header.Flags&netlink.Excl != 0 {
 			return syscall.EEXIST
 		}
-		if !has(s.tables) {
-			s.tables = append(s.tables, stored)
+		if !has(s.Tables) {
+			s.Tables = append(s.Tables, stored)
 		}
 	case unix.NFT_MSG_DELTABLE:
-		if !has(s.tables) {
+		if !has(s.Tables) {
 			return syscall.ENOENT
 		}
-		s.tables, s.objs, s.chains, s.rules = keep(s.tables), keep(s.objs), keep(s.chains), keep(s.rules)
-		s.sets, s.elems = keep(s.sets), keep(s.elems)
+		s.Tables, s.Objs, s.Chains, s.Rules = keep(s.Tables), keep(s.Objs), keep(s.Chains), keep(s.Rules)
+		s.Sets, s.Elems = keep(s.Sets), keep(s.Elems)
 	case unix.NFT_MSG_NEWOBJ:
-		if !has(s.tables) {
+		if !has(s.Tables) {
 			return syscall.ENOENT
 		}
-		s.objs = append(s.objs, stored)
+		s.Objs = append(s.Objs, stored)
 	case unix.NFT_MSG_NEWSET:
-		if !has(s.tables) {
+		if !has(s.Tables) {
 			return syscall.ENOENT
 		}
-		s.sets = append(s.sets, stored)
+		s.Sets = append(s.Sets, stored)
 	case unix.NFT_MSG_NEWSETELEM:
-		if !has(s.sets) {
+		if !has(s.Sets) {
 			return syscall.ENOENT
 		}
-		s.elems = append(s.elems, canonicalElems(stored))
+		s.Elems = append(s.Elems, canonicalElems(stored))
 	case unix.NFT_MSG_NEWCHAIN:
-		if !has(s.tables) {
+		if !has(s.Tables) {
 			return syscall.ENOENT
 		}
-		s.chains = append(s.chains, stored)
+		s.Chains = append(s.Chains, stored)
 	case unix.NFT_MSG_NEWRULE:
-		if !has(s.chains) {
+		if !has(s.Chains) {
 			return syscall.ENOENT
 		}
-		s.rules = append(s.rules, stored)
+		s.Rules = append(s.Rules, stored)
 	default:
 		return syscall.EOPNOTSUPP
 	}
@@ -304,4 +350,32 @@ func canonicalElems(m netlink.Message) netlink.Message {
 	}
 	m.Data = append(m.Data[:4:4], data...)
 	return m
+}
+
+// stringAttr returns the string attribute typ of an nf_tables message.
+func stringAttr(m netlink.Message, typ uint16) string {
+	return strings.TrimRight(string(bytesAttr(m, typ)), "\x00")
+}
+
+// bytesAttr returns the first attribute typ of an nf_tables message.
+func bytesAttr(m netlink.Message, typ uint16) []byte {
+	if len(m.Data) < 4 {
+		return nil
+	}
+	var out []byte
+	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
+		if t == typ && out == nil {
+			out = data
+		}
+		return nil
+	})
+	return out
+}
+
+// batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
+func batchGeneration(m netlink.Message) uint32 {
+	if id := bytesAttr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
+		return binary.BigEndian.Uint32(id)
+	}
+	return 0
 }

@@ -1,0 +1,160 @@
+package conntrack
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/mdlayher/netlink"
+	ct "github.com/ti-mo/conntrack"
+	"github.com/ti-mo/netfilter"
+	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/nlio"
+)
+
+// ctnetlink is what listing and watching need of the kernel's conntrack
+// interface in one network namespace. The real one, namespace, opens
+// netlink sockets there; tests replay messages captured from the kernel.
+type ctnetlink interface {
+	// dump sends req and hands each answer to each, until each returns
+	// true or ctx ends.
+	dump(ctx context.Context, req netlink.Message, each func(netlink.Message) bool) error
+	// subscribe joins the event groups, with a receive buffer of
+	// readBuffer bytes (0: the system's default).
+	subscribe(groups []netfilter.NetlinkGroup, readBuffer int) (events, error)
+	// helperOf asks for the helper of the connection whose original tuple
+	// is t.
+	helperOf(t Tuple) (string, error)
+	// gone returns an error wrapping ErrNetNSGone when the namespace's path
+	// no longer names it, and nil otherwise.
+	gone() error
+	close()
+}
+
+// events is one subscription to conntrack events. Receive blocks until
+// messages arrive or the subscription fails; Close ends it, and a Receive
+// that is blocked. *netlink.Conn is one.
+type events interface {
+	Receive() ([]netlink.Message, error)
+	Close() error
+}
+
+// namespace is ctnetlink in a real network namespace: the caller's, or the
+// one the options name.
+type namespace struct {
+	fd      int // -1: the caller's namespace
+	release func()
+	ino     uint64 // of the namespace at path
+	path    string
+	query   *ct.Conn // asks for connections; dialled when first needed
+}
+
+// open returns the kernel the options name: a test's, or a namespace.
+func open(o options) (ctnetlink, error) {
+	if o.kernel != nil {
+		return o.kernel, nil
+	}
+	fd, file, release, err := o.netns.Open()
+	if err != nil {
+		return nil, &Error{Op: "open network namespace", Err: err}
+	}
+	n := &namespace{fd: fd, release: release}
+	if file != nil {
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			release()
+			return nil, &Error{Op: "open network namespace", Err: fmt.Errorf("stat %s: %w", o.netns.Path, err)}
+		}
+		n.ino, n.path = st.Ino, o.netns.Path
+	}
+	return n, nil
+}
+
+func (n *namespace) close() {
+	if n.query != nil {
+		n.query.Close()
+	}
+	n.release()
+}
+
+func (n *namespace) gone() error {
+	if n.path == "" {
+		return nil
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(n.path, &st); err == nil && st.Ino == n.ino {
+		return nil
+	}
+	return &Error{Op: "watch", Err: fmt.Errorf("%s: %w", n.path, ErrNetNSGone)}
+}
+
+// socket opens a netlink socket to nfnetlink in the namespace, for dumps and
+// events that this package reads itself.
+func (n *namespace) socket() (*netlink.Conn, error) {
+	cfg := &netlink.Config{}
+	if n.fd >= 0 {
+		cfg.NetNS = n.fd
+	}
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	if err != nil {
+		return nil, &Error{Op: "connect to conntrack", Err: unsupported(err)}
+	}
+	return nc, nil
+}
+
+func (n *namespace) dump(ctx context.Context, req netlink.Message, each func(netlink.Message) bool) error {
+	nc, err := n.socket()
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if _, err := nc.Send(req); err != nil {
+		return err
+	}
+	return nlio.Receive(ctx, nc, true, each)
+}
+
+func (n *namespace) subscribe(groups []netfilter.NetlinkGroup, readBuffer int) (events, error) {
+	nc, err := n.socket()
+	if err != nil {
+		return nil, err
+	}
+	if readBuffer > 0 {
+		if err := nc.SetReadBuffer(readBuffer); err != nil {
+			nc.Close()
+			return nil, &Error{Op: "set read buffer", Err: err}
+		}
+	}
+	for _, g := range groups {
+		if err := nc.JoinGroup(uint32(g)); err != nil {
+			nc.Close()
+			return nil, &Error{Op: "listen for conntrack events", Err: err}
+		}
+	}
+	return nc, nil
+}
+
+// helperOf asks through github.com/ti-mo/conntrack, which decodes
+// connections.
+func (n *namespace) helperOf(t Tuple) (string, error) {
+	if n.query == nil {
+		cfg := &netlink.Config{}
+		if n.fd >= 0 {
+			cfg.NetNS = n.fd
+		}
+		c, err := ct.Dial(cfg)
+		if err != nil {
+			return "", &Error{Op: "connect to conntrack", Err: unsupported(err)}
+		}
+		n.query = c
+	}
+	f := ct.Flow{TupleOrig: ct.Tuple{
+		IP:    ct.IPTuple{SourceAddress: t.Src, DestinationAddress: t.Dst},
+		Proto: ct.ProtoTuple{Protocol: unix.IPPROTO_TCP, SourcePort: t.SPort, DestinationPort: t.DPort},
+	}}
+	got, err := n.query.Get(f)
+	if err != nil {
+		return "", err
+	}
+	return got.Helper.Name, nil
+}

@@ -15,8 +15,6 @@ type Spec struct {
 	Kernel string
 	// Protocol is the layer 4 protocol of the control connection.
 	Protocol string
-	// ProtocolNumber is Protocol's IANA number.
-	ProtocolNumber uint8
 	// DefaultPort is the well-known control port.
 	DefaultPort uint16
 	// NAT names the companion that rewrites addresses in the control
@@ -26,14 +24,16 @@ type Spec struct {
 	Module string
 }
 
-// FTP is the kernel's FTP helper.
-var FTP = Spec{
-	Kernel:         "ftp",
-	Protocol:       "tcp",
-	ProtocolNumber: 6,
-	DefaultPort:    21,
-	NAT:            "nf_nat_ftp",
-	Module:         "nf_conntrack_ftp",
+// FTP returns the kernel's FTP helper. (A function, so that no importer
+// can change what ftpnft builds.)
+func FTP() Spec {
+	return Spec{
+		Kernel:      "ftp",
+		Protocol:    "tcp",
+		DefaultPort: 21,
+		NAT:         "nf_nat_ftp",
+		Module:      "nf_conntrack_ftp",
+	}
 }
 
 // ParsePort parses one TCP or UDP port number, 1 to 65535. The error

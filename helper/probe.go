@@ -40,7 +40,7 @@ func Probe(root string) (Capability, error) {
 		return c, err
 	}
 	c.AutoAssign = auto == "1"
-	dir := filepath.Join(root, "sys", "module", FTP.Module)
+	dir := filepath.Join(root, "sys", "module", FTP().Module)
 	if _, err := os.Stat(dir); err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return c, nil
@@ -48,12 +48,12 @@ func Probe(root string) (Capability, error) {
 		return c, fmt.Errorf("probe %s: %w", dir, err)
 	}
 	c.Available = true
-	ports, err := readValue(filepath.Join(dir, "parameters", "ports"), FTP.Module+" parameter ports")
+	ports, err := readValue(filepath.Join(dir, "parameters", "ports"), FTP().Module+" parameter ports")
 	if err != nil {
 		return c, err
 	}
 	c.Ports = ports
-	loose, err := readValue(filepath.Join(dir, "parameters", "loose"), FTP.Module+" parameter loose")
+	loose, err := readValue(filepath.Join(dir, "parameters", "loose"), FTP().Module+" parameter loose")
 	if err != nil {
 		return c, err
 	}

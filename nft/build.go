@@ -77,7 +77,7 @@ func Build(c Config) (*Ruleset, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	ftp := helper.FTP
+	ftp := helper.FTP()
 	server, client, router := c.Has(RoleServer), c.Has(RoleClient), c.Has(RoleRouter)
 	rs := &Ruleset{
 		Table:   c.Table,
@@ -175,8 +175,8 @@ func statefulRules(relatedPorts PortRange) []Rule {
 	return []Rule{
 		rule("drop invalid", ctState{stateInvalid}, counter{}, drop),
 		rule("established", ctState{stateEstablished}, counter{}, accept),
-		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{helper.FTP.Kernel},
-			dportRange{helper.FTP.Protocol, relatedPorts}, counter{}, accept),
+		rule(commentRelatedFTP, ctState{stateRelated}, ctHelperIs{helper.FTP().Kernel},
+			dportRange{helper.FTP().Protocol, relatedPorts}, counter{}, accept),
 		rule("related icmp errors", l4proto{"icmp"}, ctState{stateRelated}, counter{}, accept),
 		rule("related icmpv6 errors", l4proto{"ipv6-icmp"}, ctState{stateRelated}, counter{}, accept),
 	}
@@ -187,7 +187,7 @@ func assignRules(ports []uint16, what string) []Rule {
 	rules := make([]Rule, len(ports))
 	for i, p := range ports {
 		rules[i] = rule(fmt.Sprintf("%s %s %d", commentAssign, what, p),
-			dport{helper.FTP.Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{})
+			dport{helper.FTP().Protocol, p}, ctState{stateNew}, ctHelperSet{HelperObject}, counter{})
 	}
 	return rules
 }
@@ -198,7 +198,7 @@ func controlRules(ports []uint16, admit stmt) []Rule {
 	rules := make([]Rule, len(ports))
 	for i, p := range ports {
 		rules[i] = rule(fmt.Sprintf("%s port %d", commentControl, p),
-			dport{helper.FTP.Protocol, p}, ctState{stateNew}, counter{}, admit)
+			dport{helper.FTP().Protocol, p}, ctState{stateNew}, counter{}, admit)
 	}
 	return rules
 }
@@ -207,7 +207,7 @@ func controlRules(ports []uint16, admit stmt) []Rule {
 // allowed sources only, when there is an allowlist.
 func passiveRules(c Config) []Rule {
 	comment := "passive ports " + c.PassivePorts.String()
-	r := dportRange{helper.FTP.Protocol, c.PassivePorts}
+	r := dportRange{helper.FTP().Protocol, c.PassivePorts}
 	if len(c.Sources) == 0 {
 		return []Rule{rule(comment, r, ctState{stateNew}, counter{}, accept)}
 	}

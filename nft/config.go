@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 
 	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/internal/input"
@@ -65,10 +66,10 @@ func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
 func DefaultConfig() Config {
 	return Config{
 		Table:        DefaultTable,
-		Ports:        []uint16{helper.FTP.DefaultPort},
+		Ports:        []uint16{helper.FTP().DefaultPort},
 		Roles:        []Role{RoleServer},
 		Policy:       PolicyDrop,
-		RelatedPorts: DefaultRelatedPorts,
+		RelatedPorts: DefaultRelatedPorts(),
 	}
 }
 
@@ -149,7 +150,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("service %s allowed twice", s)
 	}
 	if len(c.DNAT) > 0 && !c.Has(RoleRouter) {
-		return fmt.Errorf("dnat %s: forwarding needs role router (add --role router)", c.DNAT[0])
+		return &RoleError{What: fmt.Sprintf("dnat %s: forwarding needs role router", c.DNAT[0]), Needs: []Role{RoleRouter}}
 	}
 	type listen struct {
 		v6   bool
@@ -168,11 +169,11 @@ func (c Config) Validate() error {
 		// DNAT runs before input: this host's own server would never
 		// see its control port.
 		if c.Has(RoleServer) && slices.Contains(c.Ports, d.ListenPort) {
-			return fmt.Errorf("dnat %s: listen port %d is also a control port of this host's FTP server (role server); forward another port or drop it from --ports", d, d.ListenPort)
+			return fmt.Errorf("dnat %s: listen port %d is also a control port of this host's FTP server (role server); forward another port or drop it from the control ports", d, d.ListenPort)
 		}
 	}
 	if len(c.Masquerade) > 0 && !c.Has(RoleRouter) {
-		return fmt.Errorf("masquerade %s: source NAT needs role router (add --role router)", c.Masquerade[0])
+		return &RoleError{What: fmt.Sprintf("masquerade %s: source NAT needs role router", c.Masquerade[0]), Needs: []Role{RoleRouter}}
 	}
 	for _, m := range c.Masquerade {
 		if _, err := ParseInterface(m); err != nil {
@@ -190,7 +191,7 @@ func (c Config) Validate() error {
 			return err
 		}
 		if !c.Has(RoleServer) {
-			return fmt.Errorf("passive ports %s: a passive range is opened on this host's server (add role server)", c.PassivePorts)
+			return &RoleError{What: fmt.Sprintf("passive ports %s: a passive range is opened on this host's server", c.PassivePorts), Needs: []Role{RoleServer}}
 		}
 		if c.PassivePorts.Lo < 1024 {
 			return fmt.Errorf("passive ports %s: must be unprivileged (1024 or above)", c.PassivePorts)
@@ -202,7 +203,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.hardened() && !c.Has(RoleServer) && !c.Has(RoleRouter) {
-		return fmt.Errorf("sources, connection limits and rates apply to control connections this host accepts or forwards (add role server or router)")
+		return &RoleError{What: "sources, connection limits and rates apply to control connections this host accepts or forwards", Needs: []Role{RoleServer, RoleRouter}}
 	}
 	if !c.ConnRate.IsZero() {
 		if err := c.ConnRate.validate(); err != nil {
@@ -237,4 +238,22 @@ func (c Config) AdmitsNew(src netip.Addr, port uint16) bool {
 		}
 	}
 	return slices.Contains(c.Allow, Service{"tcp", port})
+}
+
+// RoleError reports a configuration that asks for something that needs a
+// role it does not have.
+type RoleError struct {
+	What  string // what needs the role, e.g. "dnat 21=192.0.2.10:21: forwarding needs role router"
+	Needs []Role // one of these roles would do
+}
+
+func (e *RoleError) Error() string { return fmt.Sprintf("%s (add role %s)", e.What, e.Roles()) }
+
+// Roles names the roles that would do: "server or router".
+func (e *RoleError) Roles() string {
+	names := make([]string, len(e.Needs))
+	for i, r := range e.Needs {
+		names[i] = string(r)
+	}
+	return strings.Join(names, " or ")
 }

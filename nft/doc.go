@@ -102,6 +102,6 @@
 //	syscall.Errno          any other kernel errno, e.g. syscall.EINVAL
 //
 // Invalid configuration is reported by [Build] and the Parse functions
-// before any netlink traffic, as plain errors naming the bad value. [Hint]
-// turns an error into advice for a person.
+// before any netlink traffic, as plain errors naming the bad value (a
+// [*RoleError] when a role is missing).
 package nft

@@ -3,14 +3,13 @@ package nft
 import (
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"syscall"
 )
 
 // ErrNotOwned reports a table that has ftpnft's name but was not created by
 // ftpnft. ftpnft never changes or removes such a table.
-var ErrNotOwned = errors.New("table exists but was not created by ftpnft (it lacks ftpnft's stamp); choose another name with --table or remove it yourself")
+var ErrNotOwned = errors.New("table exists but was not created by ftpnft (it lacks ftpnft's stamp)")
 
 // ErrConcurrent reports that the ruleset kept changing while ftpnft read it
 // and prepared its batch (another program, or another ftpnft, committed in
@@ -94,20 +93,4 @@ func classify(err error) error {
 		}
 	}
 	return err
-}
-
-// Hint returns one line that tells a person what to do about err, or "" when
-// there is nothing better to say than the error itself.
-func Hint(err error) string {
-	switch {
-	case errors.Is(err, ErrNotOwned):
-		return ""
-	case errors.Is(err, os.ErrPermission):
-		return "run as root or with CAP_NET_ADMIN"
-	case errors.Is(err, errors.ErrUnsupported):
-		return "this kernel lacks nf_tables or the ftp conntrack helper (CONFIG_NF_TABLES, CONFIG_NFT_CT, CONFIG_NF_CONNTRACK_FTP)"
-	case errors.Is(err, os.ErrNotExist):
-		return "check the namespace with `ip netns list`; a missing ct helper type means the kernel lacks nf_conntrack_ftp"
-	}
-	return ""
 }

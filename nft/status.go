@@ -148,7 +148,7 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 			}
 		}
 	}
-	for _, r := range Roles {
+	for _, r := range Roles() {
 		if roles[r] {
 			st.Roles = append(st.Roles, r)
 		}

@@ -73,8 +73,8 @@ const (
 	RoleRouter Role = "router"
 )
 
-// Roles are all roles, in the order ftpnft lists them.
-var Roles = []Role{RoleServer, RoleClient, RoleRouter}
+// Roles returns all roles, in the order ftpnft lists them.
+func Roles() []Role { return []Role{RoleServer, RoleClient, RoleRouter} }
 
 // ParseRoles parses a comma-separated list of roles such as "server,client".
 func ParseRoles(s string) ([]Role, error) {
@@ -93,7 +93,7 @@ func validateRoles(roles []Role) error {
 		return fmt.Errorf("roles: at least one of server, client, router is needed")
 	}
 	for _, r := range roles {
-		if !slices.Contains(Roles, r) {
+		if !slices.Contains(Roles(), r) {
 			return fmt.Errorf("role %s: want server, client or router (comma separated)", input.Quote(string(r)))
 		}
 	}
@@ -345,8 +345,8 @@ func ReadSourceFile(path string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// DefaultRelatedPorts are the ports related data connections may go to:
+// DefaultRelatedPorts returns the ports related data connections may go to:
 // the unprivileged ones. An FTP client or server never needs a data
 // connection to a privileged port; an attacker who talks the helper into
 // expecting one (FTP bounce, NAT slipstreaming) does.
-var DefaultRelatedPorts = PortRange{1024, 65535}
+func DefaultRelatedPorts() PortRange { return PortRange{1024, 65535} }

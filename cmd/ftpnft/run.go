@@ -236,7 +236,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.Var(&allow, "allow", "")
 		fs.Var(&dnat, "dnat", "")
 		fs.Var(&masquerade, "masquerade", "")
-		fs.StringVar(&relatedPorts, "related-ports", nft.DefaultRelatedPorts.String(), "")
+		fs.StringVar(&relatedPorts, "related-ports", nft.DefaultRelatedPorts().String(), "")
 		fs.StringVar(&passivePorts, "passive-ports", "", "")
 		fs.Var(&sources, "source", "")
 		fs.Var(&sourceFiles, "source-file", "")
@@ -315,7 +315,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	rs, err := nft.Build(o.cfg)
 	if err != nil {
-		return nil, err
+		return nil, usageError(err)
 	}
 	o.ruleset = rs
 
@@ -489,12 +489,47 @@ func netnsPath(s string) (string, error) {
 
 // fail prints a runtime error with what to do about it and returns exit 1.
 func fail(stderr io.Writer, cmd string, err error) int {
-	if h := nft.Hint(err); h != "" {
+	if h := hint(cmd, err); h != "" {
 		fmt.Fprintf(stderr, "ftpnft %s: %v (%s)\n", cmd, err, h)
 	} else {
 		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
 	}
 	return exitFailure
+}
+
+// hint returns one line that tells a person what to do about an error of
+// command cmd, in the command's words, or "" when the error says enough.
+// The kernel interface that cmd needs differs: nf_tables for the table,
+// conntrack's netlink interface for expectations.
+func hint(cmd string, err error) string {
+	switch {
+	case errors.Is(err, nft.ErrNotOwned):
+		return "choose another name with --table, or remove that table yourself"
+	case errors.Is(err, os.ErrPermission):
+		return "run as root or with CAP_NET_ADMIN"
+	case errors.Is(err, errors.ErrUnsupported) && cmd == "expectations":
+		return "this kernel lacks conntrack's netlink interface (CONFIG_NF_CT_NETLINK) or the ftp conntrack helper"
+	case errors.Is(err, errors.ErrUnsupported):
+		return "this kernel lacks nf_tables or the ftp conntrack helper (CONFIG_NF_TABLES, CONFIG_NFT_CT, CONFIG_NF_CONNTRACK_FTP)"
+	case errors.Is(err, os.ErrNotExist) && cmd == "expectations":
+		return "check the namespace with `ip netns list`"
+	case errors.Is(err, os.ErrNotExist):
+		return "check the namespace with `ip netns list`; a missing ct helper type means the kernel lacks nf_conntrack_ftp"
+	}
+	return ""
+}
+
+// usageError says an invalid configuration in the command's words: the
+// flag that adds a missing role.
+func usageError(err error) error {
+	var re *nft.RoleError
+	if !errors.As(err, &re) {
+		return err
+	}
+	if len(re.Needs) == 1 {
+		return fmt.Errorf("%s (add --role %s)", re.What, re.Needs[0])
+	}
+	return fmt.Errorf("%s (add role %s with --role)", re.What, re.Roles())
 }
 
 func install(o *cliOptions, stdout, stderr io.Writer) int {

@@ -152,7 +152,7 @@ func TestLockoutGuard(t *testing.T) {
 }
 
 func TestWarnings(t *testing.T) {
-	st := &nft.Status{Installed: true, RelatedPorts: nft.DefaultRelatedPorts}
+	st := &nft.Status{Installed: true, RelatedPorts: nft.DefaultRelatedPorts()}
 	if w := warnings(st, helper.Capability{Available: true, Ports: "21"}); len(w) != 0 {
 		t.Fatalf("warnings for a safe setup: %q", w)
 	}

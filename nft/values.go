@@ -121,8 +121,8 @@ func firstDuplicate[T comparable](xs []T) (T, bool) {
 // nf_nat_ftp rewrites the addresses in the inner server's PASV/EPSV replies
 // and the data connections are translated along.
 type DNAT struct {
-	ListenPort uint16         `json:"listen_port"`
-	To         netip.AddrPort `json:"to"`
+	ListenPort uint16
+	To         netip.AddrPort
 }
 
 // String formats d as "LISTENPORT=ADDR:PORT", the form [ParseDNAT] reads.
@@ -213,8 +213,7 @@ func ParseInterface(s string) (string, error) {
 
 // PortRange is an inclusive range of TCP ports, LO-HI.
 type PortRange struct {
-	Lo uint16 `json:"lo"`
-	Hi uint16 `json:"hi"`
+	Lo, Hi uint16
 }
 
 // String formats r as "LO-HI", the form [ParsePortRange] reads.
@@ -250,8 +249,8 @@ func (r PortRange) validate(what string) error {
 
 // Rate is a number of events per second or per minute.
 type Rate struct {
-	N    uint64 `json:"n"`
-	Unit string `json:"unit"` // "second" or "minute"
+	N    uint64
+	Unit string // "second" or "minute"
 }
 
 // String formats r as "N/UNIT", the form [ParseRate] reads.
@@ -350,3 +349,83 @@ func ReadSourceFile(path string) ([]netip.Prefix, error) {
 // connection to a privileged port; an attacker who talks the helper into
 // expecting one (FTP bounce, NAT slipstreaming) does.
 func DefaultRelatedPorts() PortRange { return PortRange{1024, 65535} }
+
+// The configuration's values marshal as text both ways, in the forms that
+// flags and config files take (`"21=203.0.113.2:21"`, `"1024-65535"`,
+// `"10/minute"`, `"tcp/22"`), so that JSON (status --json) and config files
+// say a value one way. An unset PortRange or Rate is "".
+
+// MarshalText formats p as ParsePolicy reads it.
+func (p Policy) MarshalText() ([]byte, error) { return []byte(p), nil }
+
+// UnmarshalText parses "drop" or "accept".
+func (p *Policy) UnmarshalText(b []byte) error { return unmarshal(p, b, ParsePolicy) }
+
+// MarshalText formats r as its name.
+func (r Role) MarshalText() ([]byte, error) { return []byte(r), nil }
+
+// UnmarshalText parses one role: "server", "client" or "router".
+func (r *Role) UnmarshalText(b []byte) error {
+	return unmarshal(r, b, func(s string) (Role, error) {
+		if err := validateRoles([]Role{Role(s)}); err != nil {
+			return "", err
+		}
+		return Role(s), nil
+	})
+}
+
+// MarshalText formats s as "proto/port".
+func (s Service) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses what ParseService reads.
+func (s *Service) UnmarshalText(b []byte) error { return unmarshal(s, b, ParseService) }
+
+// MarshalText formats d as "LISTENPORT=ADDR:PORT".
+func (d DNAT) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// UnmarshalText parses what ParseDNAT reads.
+func (d *DNAT) UnmarshalText(b []byte) error { return unmarshal(d, b, ParseDNAT) }
+
+// MarshalText formats r as "LO-HI", or "" when it is unset.
+func (r PortRange) MarshalText() ([]byte, error) {
+	if r.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText parses what ParsePortRange reads, or "" for unset.
+func (r *PortRange) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = PortRange{}
+		return nil
+	}
+	return unmarshal(r, b, ParsePortRange)
+}
+
+// MarshalText formats r as "N/UNIT", or "" when it is unset.
+func (r Rate) MarshalText() ([]byte, error) {
+	if r.IsZero() {
+		return []byte{}, nil
+	}
+	return []byte(r.String()), nil
+}
+
+// UnmarshalText parses what ParseRate reads, or "" for unset.
+func (r *Rate) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*r = Rate{}
+		return nil
+	}
+	return unmarshal(r, b, ParseRate)
+}
+
+// unmarshal sets *v to parse(b), or leaves it when parse fails.
+func unmarshal[T any](v *T, b []byte, parse func(string) (T, error)) error {
+	x, err := parse(string(b))
+	if err != nil {
+		return err
+	}
+	*v = x
+	return nil
+}

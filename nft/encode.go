@@ -95,7 +95,7 @@ func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
 	}
 	for i, ch := range rs.Chains {
 		for _, r := range ch.Rules {
-			c.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: r.Exprs(), UserData: r.UserData()})
+			c.AddRule(&nftables.Rule{Table: table, Chain: chains[i], Exprs: r.exprs(), UserData: r.userData()})
 		}
 	}
 	return nil

@@ -100,7 +100,7 @@ func installedRules(ic installedChain) []ruleFP {
 func desiredRules(ic installedChain) []ruleFP {
 	fps := make([]ruleFP, len(ic.Chain.Rules))
 	for i, r := range ic.Chain.Rules {
-		fps[i] = ruleFP{exprs: r.Exprs(), udata: r.UserData()}
+		fps[i] = ruleFP{exprs: r.exprs(), udata: r.userData()}
 	}
 	return fps
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"reflect"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
 	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
@@ -211,3 +213,37 @@ func TestConfigLimits(t *testing.T) {
 // withDial sends every request to f: for tests that answer with crafted
 // messages rather than with the fake kernel.
 func withDial(f nltest.Func) Option { return func(o *options) { o.dial = f } }
+
+// Every statement that Build writes is recognised back from its own
+// expressions as the same statement: the recognisers and the encoders
+// agree, for every role and hardening option.
+func TestStatementsRoundTrip(t *testing.T) {
+	configs := []Config{DefaultConfig(), routerConfig(), hardenedConfig()}
+	all := DefaultConfig()
+	all.Roles = []Role{RoleServer, RoleClient, RoleRouter}
+	all.DNAT = []DNAT{{2121, netip.MustParseAddrPort("192.0.2.10:21")}, {2121, netip.MustParseAddrPort("[2001:db8::10]:21")}}
+	all.Masquerade = []string{"eth0"}
+	all.PassivePorts = PortRange{50000, 50100}
+	all.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+	all.MaxConnPerSource, all.ConnRate = 3, Rate{10, "minute"}
+	configs = append(configs, all)
+	n := 0
+	for _, c := range configs {
+		for _, ch := range mustBuild(t, c).Chains {
+			for _, r := range ch.Rules {
+				got, ok := decodeStmts(r.exprs())
+				if !ok || !reflect.DeepEqual(got, r.stmts) {
+					t.Errorf("chain %s rule %q: decoded %#v (complete %v), want %#v", ch.Name, r.Comment, got, ok, r.stmts)
+				}
+				n++
+			}
+		}
+	}
+	if n < 40 {
+		t.Fatalf("only %d rules checked", n)
+	}
+	// Expressions that are no statement of ftpnft's are not taken for one.
+	if _, ok := decodeStmts([]expr.Any{&expr.Meta{Key: expr.MetaKeyMARK, Register: 1}}); ok {
+		t.Error("meta mark decoded as a statement of ftpnft's")
+	}
+}

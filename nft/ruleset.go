@@ -82,8 +82,8 @@ func (r Rule) Text() string {
 	return strings.Join(parts, " ")
 }
 
-// Exprs returns the rule's netlink expressions.
-func (r Rule) Exprs() []expr.Any {
+// exprs returns the rule's netlink expressions.
+func (r Rule) exprs() []expr.Any {
 	var out []expr.Any
 	for _, s := range r.stmts {
 		out = append(out, s.exprs()...)
@@ -91,8 +91,8 @@ func (r Rule) Exprs() []expr.Any {
 	return out
 }
 
-// UserData returns the rule's comment encoded as nft stores it.
-func (r Rule) UserData() []byte {
+// userData returns the rule's comment encoded as nft stores it.
+func (r Rule) userData() []byte {
 	return userdata.AppendString(nil, userdata.TypeComment, commentPrefix+r.Comment)
 }
 

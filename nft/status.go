@@ -1,16 +1,13 @@
 package nft
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
 	"net/netip"
 	"slices"
 	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"golang.org/x/sys/unix"
 )
 
 // Status is ftpnft's table as the kernel holds it.
@@ -175,70 +172,40 @@ type shape struct {
 	masquerade bool
 }
 
-// shapeOf decodes r's expressions into a shape. Matches count only as
-// equality tests, as ftpnft writes them.
+// shapeOf sums up the statements of r, as recognised by each statement type
+// (stmt.go). A rule with expressions that are none of ftpnft's statements
+// sums up what could be recognised before them.
 func shapeOf(r *nftables.Rule) shape {
 	var sh shape
-	regs := map[uint32][]byte{} // immediate values loaded into registers
-	for i, e := range r.Exprs {
-		var eq []byte // the value the next expression compares for equality
-		if i+1 < len(r.Exprs) {
-			if cmp, ok := r.Exprs[i+1].(*expr.Cmp); ok && cmp.Op == expr.CmpOpEq {
-				eq = cmp.Data
-			}
-		}
-		switch e := e.(type) {
-		case *expr.Payload:
-			switch {
-			case e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 && len(eq) == 2:
-				sh.dport = binary.BigEndian.Uint16(eq)
-			case *e == *addrPayload(false, dst) && len(eq) == 4, *e == *addrPayload(true, dst) && len(eq) == 16:
-				sh.daddr, _ = netip.AddrFromSlice(eq)
-			}
-		case *expr.Meta:
-			if e.Key == expr.MetaKeyOIFNAME && eq != nil {
-				sh.oifname = string(bytes.TrimRight(eq, "\x00"))
-			}
-		case *expr.Bitwise:
-			if ct, ok := r.Exprs[max(i-1, 0)].(*expr.Ct); ok && ct.Key == expr.CtKeySTATE {
-				sh.ctNew = sh.ctNew || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateNew))
-				sh.ctRelated = sh.ctRelated || bytes.Equal(e.Mask, binary.NativeEndian.AppendUint32(nil, stateRelated))
-			}
-		case *expr.Cmp:
-			// A port range: payload, then cmp gte and cmp lte.
-			if e.Op == expr.CmpOpGte && len(e.Data) == 2 && i+1 < len(r.Exprs) {
-				if hi, ok := r.Exprs[i+1].(*expr.Cmp); ok && hi.Op == expr.CmpOpLte && len(hi.Data) == 2 {
-					sh.dportRange = PortRange{binary.BigEndian.Uint16(e.Data), binary.BigEndian.Uint16(hi.Data)}
-				}
-			}
-		case *expr.Dynset:
-			for _, x := range e.Exprs {
-				switch x := x.(type) {
-				case *expr.Connlimit:
-					sh.connlimit = x.Count
-				case *expr.Limit:
-					sh.rate = Rate{N: x.Rate, Unit: "second"}
-					if x.Unit == expr.LimitTimeMinute {
-						sh.rate.Unit = "minute"
-					}
-				}
-			}
-		case *expr.Ct:
-			sh.ctHelper = sh.ctHelper || e.Key == expr.CtKeyHELPER && eq != nil
-		case *expr.Objref:
-			sh.assigns = sh.assigns || e.Type == int(unix.NFT_OBJECT_CT_HELPER)
-		case *expr.Verdict:
-			// A jump to the control checks ends in accept too.
-			sh.accept = e.Kind == expr.VerdictAccept || e.Kind == expr.VerdictJump && e.Chain == controlChain
-		case *expr.Immediate:
-			regs[e.Register] = e.Data
-		case *expr.NAT:
-			addr, ok := netip.AddrFromSlice(regs[e.RegAddrMin])
-			port := regs[e.RegProtoMin]
-			if ok && e.Type == expr.NATTypeDestNAT && len(port) == 2 {
-				sh.dnat = netip.AddrPortFrom(addr, binary.BigEndian.Uint16(port))
-			}
-		case *expr.Masq:
+	stmts, _ := decodeStmts(r.Exprs)
+	for _, s := range stmts {
+		switch s := s.(type) {
+		case dport:
+			sh.dport = s.port
+		case daddr:
+			sh.daddr = s.addr
+		case oifname:
+			sh.oifname = s.name
+		case ctState:
+			sh.ctNew = sh.ctNew || s.bit == stateNew
+			sh.ctRelated = sh.ctRelated || s.bit == stateRelated
+		case ctHelperIs:
+			sh.ctHelper = true
+		case dportRange:
+			sh.dportRange = s.r
+		case connLimit:
+			sh.connlimit = s.n
+		case rateOver:
+			sh.rate = s.rate
+		case ctHelperSet:
+			sh.assigns = true
+		case verdict:
+			sh.accept = s.kind == expr.VerdictAccept
+		case jump:
+			sh.accept = s.chain == controlChain // the control checks end in accept
+		case dnatTo:
+			sh.dnat = s.to
+		case masquerade:
 			sh.masquerade = true
 		}
 	}

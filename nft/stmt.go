@@ -1,20 +1,98 @@
 package nft
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 
+	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 )
 
-// A stmt is one nft statement of a rule. Each knows its nft text and the
+// A stmt is one nft statement of a rule. Each knows its nft text, the
 // expressions the nft tool would generate for that text, so that Render
-// and Apply cannot drift apart (the netns tests load both and compare).
+// and Apply cannot drift apart (the netns tests load both and compare), and
+// how to recognise itself in expressions read back from the kernel.
 type stmt interface {
 	text() string
 	exprs() []expr.Any
+	// recognise guesses, on any value of the type, the statement that
+	// e starts with; decodeStmts keeps a guess only when the guess's own
+	// exprs equal e's first expressions, so a guess may be rough.
+	recognise(e []expr.Any) (stmt, bool)
+}
+
+// stmtKinds lists every statement type, for decodeStmts.
+var stmtKinds = []stmt{
+	l4proto{}, dport{}, dportRange{}, ctState{}, ctStatusDNAT{}, nfproto{}, daddr{}, fibDaddrLocal{},
+	dnatTo{}, masquerade{}, ctHelperIs{}, ctHelperSet{}, iifname{}, oifname{}, icmpv6Types{},
+	counter{}, verdict{}, saddrIn{}, connLimit{}, rateOver{}, rejectReset{}, jump{},
+}
+
+// decodeStmts recognises the statements of a rule read back from the
+// kernel; ok is false when some expressions are none of ftpnft's
+// statements. At each point the longest statement that re-encodes to the
+// expressions there is taken.
+func decodeStmts(e []expr.Any) (stmts []stmt, ok bool) {
+	for len(e) > 0 {
+		var best stmt
+		n := 0
+		for _, k := range stmtKinds {
+			s, ok := k.recognise(e)
+			if !ok {
+				continue
+			}
+			if want := s.exprs(); len(want) > n && len(want) <= len(e) && sameExprs(want, e[:len(want)]) {
+				best, n = s, len(want)
+			}
+		}
+		if best == nil {
+			return stmts, false
+		}
+		stmts = append(stmts, best)
+		e = e[n:]
+	}
+	return stmts, true
+}
+
+// sameExprs reports whether a and b encode alike, counter values aside.
+func sameExprs(a, b []expr.Any) bool {
+	for i := range a {
+		x, err1 := expr.Marshal(byte(nftables.TableFamilyINet), canonical(a[i]))
+		y, err2 := expr.Marshal(byte(nftables.TableFamilyINet), canonical(b[i]))
+		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+			return false
+		}
+	}
+	return true
+}
+
+// at returns e[i] as a T, if e has an i-th expression of that type.
+func at[T expr.Any](e []expr.Any, i int) (T, bool) {
+	var zero T
+	if i >= len(e) {
+		return zero, false
+	}
+	x, ok := e[i].(T)
+	return x, ok
+}
+
+// cmpData returns the data of the comparison at e[i], or nil.
+func cmpData(e []expr.Any, i int) []byte {
+	if c, ok := at[*expr.Cmp](e, i); ok {
+		return c.Data
+	}
+	return nil
+}
+
+// be16 reads a big-endian port, or 0 when b holds none.
+func be16(b []byte) uint16 {
+	if len(b) != 2 {
+		return 0
+	}
+	return binary.BigEndian.Uint16(b)
 }
 
 // Conntrack state bits, as in the kernel's NF_CT_STATE_*_BIT.
@@ -49,6 +127,15 @@ func (s l4proto) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{protoNumbers[s.proto]}},
 	}
 }
+func (l4proto) recognise(e []expr.Any) (stmt, bool) {
+	b := cmpData(e, 1)
+	for name, n := range protoNumbers {
+		if len(b) == 1 && b[0] == n {
+			return l4proto{name}, true
+		}
+	}
+	return nil, false
+}
 
 // dport matches a TCP or UDP destination port: "tcp dport 21". In the inet
 // family nft adds the l4proto dependency itself; so do we.
@@ -64,12 +151,26 @@ func (s dport) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.port)},
 	)
 }
+func (dport) recognise(e []expr.Any) (stmt, bool) {
+	p, ok := l4proto{}.recognise(e)
+	if !ok {
+		return nil, false
+	}
+	return dport{p.(l4proto).proto, be16(cmpData(e, 3))}, true
+}
 
 // ctState matches one conntrack state: "ct state established".
 type ctState struct{ bit uint32 }
 
 func (s ctState) text() string      { return "ct state " + stateNames[s.bit] }
 func (s ctState) exprs() []expr.Any { return ctBit(expr.CtKeySTATE, s.bit) }
+func (ctState) recognise(e []expr.Any) (stmt, bool) {
+	b, ok := at[*expr.Bitwise](e, 1)
+	if !ok || len(b.Mask) != 4 {
+		return nil, false
+	}
+	return ctState{binary.NativeEndian.Uint32(b.Mask)}, true
+}
 
 // statusDstNAT is the kernel's IPS_DST_NAT: the connection was DNATed.
 const statusDstNAT = 1 << 5
@@ -78,8 +179,9 @@ const statusDstNAT = 1 << 5
 // "ct status dnat".
 type ctStatusDNAT struct{}
 
-func (ctStatusDNAT) text() string      { return "ct status dnat" }
-func (ctStatusDNAT) exprs() []expr.Any { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
+func (ctStatusDNAT) text() string                      { return "ct status dnat" }
+func (ctStatusDNAT) exprs() []expr.Any                 { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
+func (ctStatusDNAT) recognise([]expr.Any) (stmt, bool) { return ctStatusDNAT{}, true }
 
 // ctBit tests one bit of a 32-bit conntrack key, as nft does for
 // "ct state X" and "ct status X": mask in host byte order, compare with 0.
@@ -102,6 +204,10 @@ func (s nfproto) exprs() []expr.Any {
 		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{familyOf(s.v6).nfproto}},
 	}
+}
+func (nfproto) recognise(e []expr.Any) (stmt, bool) {
+	b := cmpData(e, 1)
+	return nfproto{len(b) == 1 && b[0] == unix.NFPROTO_IPV6}, len(b) == 1
 }
 
 // addrFamily is how nft names an address family in each place.
@@ -129,6 +235,10 @@ func (s daddr) exprs() []expr.Any {
 	return append(nfproto{v6}.exprs(), addrPayload(v6, dst),
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: s.addr.AsSlice()},
 	)
+}
+func (daddr) recognise(e []expr.Any) (stmt, bool) {
+	a, ok := netip.AddrFromSlice(cmpData(e, 3))
+	return daddr{a}, ok
 }
 
 // The two addresses of an IP header.
@@ -166,6 +276,7 @@ func (fibDaddrLocal) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
 	}
 }
+func (fibDaddrLocal) recognise([]expr.Any) (stmt, bool) { return fibDaddrLocal{}, true }
 
 // dnatTo translates the destination: "dnat ip to 192.0.2.10:21" or
 // "dnat ip6 to [2001:db8::10]:21".
@@ -182,12 +293,22 @@ func (s dnatTo) exprs() []expr.Any {
 		&expr.NAT{Type: expr.NATTypeDestNAT, Family: fam, RegAddrMin: 1, RegProtoMin: 2, Specified: true},
 	}
 }
+func (dnatTo) recognise(e []expr.Any) (stmt, bool) {
+	addr, ok1 := at[*expr.Immediate](e, 0)
+	port, ok2 := at[*expr.Immediate](e, 1)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	a, ok := netip.AddrFromSlice(addr.Data)
+	return dnatTo{netip.AddrPortFrom(a, be16(port.Data))}, ok
+}
 
 // masquerade translates the source to the outgoing interface's address.
 type masquerade struct{}
 
-func (masquerade) text() string      { return "masquerade" }
-func (masquerade) exprs() []expr.Any { return []expr.Any{&expr.Masq{}} }
+func (masquerade) text() string                      { return "masquerade" }
+func (masquerade) exprs() []expr.Any                 { return []expr.Any{&expr.Masq{}} }
+func (masquerade) recognise([]expr.Any) (stmt, bool) { return masquerade{}, true }
 
 // helperNameLen is the kernel's NF_CT_HELPER_NAME_LEN: "ct helper" loads
 // the name into a register of that size, zero padded.
@@ -203,6 +324,9 @@ func (s ctHelperIs) exprs() []expr.Any {
 		&expr.Ct{Key: expr.CtKeyHELPER, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: padded(s.kernelName, helperNameLen)},
 	}
+}
+func (ctHelperIs) recognise(e []expr.Any) (stmt, bool) {
+	return ctHelperIs{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
 }
 
 // padded returns name zero padded to n bytes, as nft loads fixed-size
@@ -220,6 +344,13 @@ func (s ctHelperSet) text() string { return fmt.Sprintf("ct helper set %q", s.ob
 func (s ctHelperSet) exprs() []expr.Any {
 	return []expr.Any{&expr.Objref{Type: int(unix.NFT_OBJECT_CT_HELPER), Name: s.object}}
 }
+func (ctHelperSet) recognise(e []expr.Any) (stmt, bool) {
+	o, ok := at[*expr.Objref](e, 0)
+	if !ok {
+		return nil, false
+	}
+	return ctHelperSet{o.Name}, true
+}
 
 // ifnameLen is IFNAMSIZ: nft compares interface names padded to it.
 const ifnameLen = 16
@@ -229,12 +360,18 @@ type iifname struct{ name string }
 
 func (s iifname) text() string      { return fmt.Sprintf("iifname %q", s.name) }
 func (s iifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyIIFNAME, s.name) }
+func (iifname) recognise(e []expr.Any) (stmt, bool) {
+	return iifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
+}
 
 // oifname matches the output interface by name: oifname "eth0".
 type oifname struct{ name string }
 
 func (s oifname) text() string      { return fmt.Sprintf("oifname %q", s.name) }
 func (s oifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyOIFNAME, s.name) }
+func (oifname) recognise(e []expr.Any) (stmt, bool) {
+	return oifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
+}
 
 func ifnameExprs(key expr.MetaKey, name string) []expr.Any {
 	return []expr.Any{
@@ -254,12 +391,20 @@ func (s icmpv6Types) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: []byte{s.hi}},
 	)...)
 }
+func (icmpv6Types) recognise(e []expr.Any) (stmt, bool) {
+	lo, hi := cmpData(e, 5), cmpData(e, 6)
+	if len(lo) != 1 || len(hi) != 1 {
+		return nil, false
+	}
+	return icmpv6Types{lo[0], hi[0]}, true
+}
 
 // counter counts packets and bytes: counter.
 type counter struct{}
 
-func (counter) text() string      { return "counter" }
-func (counter) exprs() []expr.Any { return []expr.Any{&expr.Counter{}} }
+func (counter) text() string                      { return "counter" }
+func (counter) exprs() []expr.Any                 { return []expr.Any{&expr.Counter{}} }
+func (counter) recognise([]expr.Any) (stmt, bool) { return counter{}, true }
 
 // verdict ends the rule: accept or drop.
 type verdict struct{ kind expr.VerdictKind }
@@ -271,6 +416,13 @@ func (s verdict) text() string {
 	return "accept"
 }
 func (s verdict) exprs() []expr.Any { return []expr.Any{&expr.Verdict{Kind: s.kind}} }
+func (verdict) recognise(e []expr.Any) (stmt, bool) {
+	v, ok := at[*expr.Verdict](e, 0)
+	if !ok {
+		return nil, false
+	}
+	return verdict{v.Kind}, true
+}
 
 var (
 	accept = verdict{expr.VerdictAccept}
@@ -290,6 +442,13 @@ func (s dportRange) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpGte, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.r.Lo)},
 		&expr.Cmp{Op: expr.CmpOpLte, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.r.Hi)},
 	)
+}
+func (dportRange) recognise(e []expr.Any) (stmt, bool) {
+	p, ok := l4proto{}.recognise(e)
+	if !ok {
+		return nil, false
+	}
+	return dportRange{p.(l4proto).proto, PortRange{be16(cmpData(e, 3)), be16(cmpData(e, 4))}}, true
 }
 
 // saddrLoad loads the source address into register 1: "ip saddr" or "ip6
@@ -315,6 +474,14 @@ func (s saddrIn) text() string {
 }
 func (s saddrIn) exprs() []expr.Any {
 	return append(saddrLoad(s.v6), &expr.Lookup{SourceRegister: 1, SetName: s.set, Invert: s.not})
+}
+func (saddrIn) recognise(e []expr.Any) (stmt, bool) {
+	fam, ok1 := nfproto{}.recognise(e)
+	l, ok2 := at[*expr.Lookup](e, 3)
+	if !ok1 || !ok2 {
+		return nil, false
+	}
+	return saddrIn{v6: fam.(nfproto).v6, set: l.SetName, not: l.Invert}, true
 }
 
 // v6SourcePrefix is the length to which per-source limits shorten IPv6
@@ -354,6 +521,29 @@ func (s connLimit) exprs() []expr.Any {
 		Exprs: []expr.Any{&expr.Connlimit{Count: s.n, Flags: connlimitOver}},
 	})
 }
+func (connLimit) recognise(e []expr.Any) (stmt, bool) {
+	v6, d, ok := sourceDynset(e)
+	if !ok || len(d.Exprs) != 1 {
+		return nil, false
+	}
+	c, ok := d.Exprs[0].(*expr.Connlimit)
+	if !ok {
+		return nil, false
+	}
+	return connLimit{v6: v6, set: d.SetName, n: c.Count}, true
+}
+
+// sourceDynset finds the dynset after a per-source key (sourceKey).
+func sourceDynset(e []expr.Any) (v6 bool, d *expr.Dynset, ok bool) {
+	fam, ok := nfproto{}.recognise(e)
+	if !ok {
+		return false, nil, false
+	}
+	v6 = fam.(nfproto).v6
+	_, key := sourceKey(v6)
+	d, ok = at[*expr.Dynset](e, len(key))
+	return v6, d, ok
+}
 
 // connlimitOver is NFT_CONNLIMIT_F_INV: match above the count.
 const connlimitOver = 1
@@ -391,6 +581,21 @@ func (s rateOver) exprs() []expr.Any {
 		Exprs: []expr.Any{&expr.Limit{Type: expr.LimitTypePkts, Rate: s.rate.N, Over: true, Unit: unit, Burst: limitBurst}},
 	})
 }
+func (rateOver) recognise(e []expr.Any) (stmt, bool) {
+	v6, d, ok := sourceDynset(e)
+	if !ok || len(d.Exprs) != 1 {
+		return nil, false
+	}
+	l, ok := d.Exprs[0].(*expr.Limit)
+	if !ok {
+		return nil, false
+	}
+	r := Rate{N: l.Rate, Unit: "second"}
+	if l.Unit == expr.LimitTimeMinute {
+		r.Unit = "minute"
+	}
+	return rateOver{v6: v6, set: d.SetName, rate: r}, true
+}
 
 // rejectReset refuses a TCP connection: "reject with tcp reset".
 type rejectReset struct{}
@@ -399,6 +604,7 @@ func (rejectReset) text() string { return "reject with tcp reset" }
 func (rejectReset) exprs() []expr.Any {
 	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
 }
+func (rejectReset) recognise([]expr.Any) (stmt, bool) { return rejectReset{}, true }
 
 // jump continues in a regular chain: "jump ftp-control".
 type jump struct{ chain string }
@@ -406,4 +612,11 @@ type jump struct{ chain string }
 func (s jump) text() string { return "jump " + s.chain }
 func (s jump) exprs() []expr.Any {
 	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: s.chain}}
+}
+func (jump) recognise(e []expr.Any) (stmt, bool) {
+	v, ok := at[*expr.Verdict](e, 0)
+	if !ok {
+		return nil, false
+	}
+	return jump{v.Chain}, true
 }

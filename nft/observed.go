@@ -2,10 +2,12 @@ package nft
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/google/nftables"
@@ -44,7 +46,9 @@ type installedChain struct {
 }
 
 // read returns the table named name in family inet, or nil if there is none.
-func read(c *conn, name string) (*installed, error) {
+// Of a table that ftpnft did not create it reads nothing more, unless
+// foreign is true.
+func read(c *conn, name string, foreign bool) (*installed, error) {
 	udata, found, err := c.table(name)
 	if err != nil || !found {
 		return nil, err
@@ -82,7 +86,7 @@ func read(c *conn, name string) (*installed, error) {
 		in.Chains = append(in.Chains, ic)
 	}
 	in.Owned = in.hasStamp || rulesSeen > 0 && ownedRules == rulesSeen
-	if !in.Owned {
+	if !in.Owned && !foreign {
 		return &installed{}, nil
 	}
 
@@ -265,4 +269,45 @@ func elementsOf(msgs []netlink.Message) ([]element, error) {
 		}
 	}
 	return els, nil
+}
+
+// Dump returns the table of family inet named table as the kernel holds
+// it, in nft syntax: its ct helpers, sets (with the elements of address
+// interval sets), chains and rules, each rule in the statements ftpnft
+// writes; a rule with other statements shows as a comment with its handle.
+// It reads any table, also one that ftpnft did not create, and changes
+// nothing. A missing table is an error wrapping os.ErrNotExist.
+func Dump(ctx context.Context, table string, opts ...Option) (string, error) {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	in, err := read(c, table, true)
+	if err != nil {
+		return "", err
+	}
+	if in == nil {
+		return "", &Error{Op: "dump", Table: table, Err: fmt.Errorf("no such table: %w", os.ErrNotExist)}
+	}
+	var b strings.Builder
+	in.ruleset(table).render(&b)
+	return b.String(), nil
+}
+
+// ruleset describes the table as a Ruleset, for rendering: rules as the
+// statements recognised in them.
+func (in *installed) ruleset(name string) *Ruleset {
+	rs := &Ruleset{Table: name, Helpers: in.Helpers, Sets: in.Sets}
+	for _, ic := range in.Chains {
+		ch := ic.Chain
+		ch.Rules = nil
+		for _, r := range installedRules(ic) {
+			comment, ours := r.comment()
+			stmts, ok := decodeStmts(r.exprs)
+			ch.Rules = append(ch.Rules, Rule{Comment: comment, stmts: stmts, foreign: !ours, unknown: !ok, handle: r.handle})
+		}
+		rs.Chains = append(rs.Chains, ch)
+	}
+	return rs
 }

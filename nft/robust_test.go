@@ -247,3 +247,38 @@ func TestStatementsRoundTrip(t *testing.T) {
 		t.Error("meta mark decoded as a statement of ftpnft's")
 	}
 }
+
+// Dump shows what the kernel holds in nft syntax, also rules that are not
+// ftpnft's: a foreign comment as it is, unknown statements as a comment.
+func TestDumpShowsHandEdits(t *testing.T) {
+	k := &fakekernel.Kernel{}
+	rs := mustBuild(t, DefaultConfig())
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: DefaultTable}
+	input := &nftables.Chain{Name: "input", Table: tbl}
+	other.AddRule(&nftables.Rule{Table: tbl, Chain: input, Exprs: append(dport{"tcp", 22}.exprs(), accept.exprs()...),
+		UserData: userdata.AppendString(nil, userdata.TypeComment, "ssh")})
+	other.AddRule(&nftables.Rule{Table: tbl, Chain: input, Exprs: []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyMARK, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{1, 0, 0, 0}}}})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := Dump(context.Background(), DefaultTable, WithKernel(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"\t\ttcp dport 22 accept comment \"ssh\"\n", "\t\t# handle 0: statements that ftpnft does not know\n", `comment "ftpnft: established"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("dump lacks %q:\n%s", want, got)
+		}
+	}
+	if _, err := Dump(context.Background(), "nosuch", WithKernel(k)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("dump of a missing table: %v", err)
+	}
+}

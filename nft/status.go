@@ -76,7 +76,7 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 		return nil, err
 	}
 	defer release()
-	cur, err := read(c, want.Table)
+	cur, err := read(c, want.Table, false)
 	if err != nil {
 		return nil, err
 	}

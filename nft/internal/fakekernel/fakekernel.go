@@ -1,6 +1,3 @@
-// Package fakekernel is an in-memory nf_tables: the fake kernel behind
-// nfttest and nft's own tests. It lives apart from both so that nft's
-// internal tests can use it without importing nfttest, which imports nft.
 package fakekernel
 
 import (
@@ -127,6 +124,18 @@ func (k *Kernel) Exchange(request [][]byte) ([][]byte, error) {
 		out[i] = b
 	}
 	return out, nil
+}
+
+// TableNames returns the names of the tables of family, in the order
+// they were created.
+func (k *Kernel) TableNames(family byte) []string {
+	var out []string
+	for _, m := range k.State.Tables {
+		if m.Data[0] == family {
+			out = append(out, stringAttr(m, attrTable))
+		}
+	}
+	return out
 }
 
 // FlushTable deletes the rules of table, as `nft flush table inet TABLE`

@@ -117,24 +117,28 @@ func readConfig(path string) (map[string]configValue, error) {
 // applyConfig sets the flags of fs from the config file at path, except
 // those given on the command line: flags override the file (a list flag on
 // the command line replaces the file's list). Keys that fs does not have
-// (ports for uninstall) are ignored.
-func applyConfig(fs *flag.FlagSet, path string) error {
+// (ports for uninstall) are ignored. It returns, for each flag it set,
+// where in the file the value came from ("config FILE:LINE: key KEY"), for
+// errors about the value.
+func applyConfig(fs *flag.FlagSet, path string) (map[string]string, error) {
 	cfg, err := readConfig(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	from := map[string]string{}
 	for _, key := range configKeys {
 		v, ok := cfg[key]
 		if !ok || given[key] || fs.Lookup(key) == nil {
 			continue
 		}
+		from[key] = fmt.Sprintf("config %s:%d: key %s", path, v.line, input.Quote(key))
 		for _, value := range v.values {
 			if err := fs.Set(key, value); err != nil {
-				return fmt.Errorf("config %s:%d: key %s: invalid value %s: %v", path, v.line, input.Quote(key), input.Quote(value), err)
+				return nil, fmt.Errorf("%s: invalid value %s: %v", from[key], input.Quote(value), err)
 			}
 		}
 	}
-	return nil
+	return from, nil
 }

@@ -6,9 +6,10 @@
 //	ftpnft uninstall                    # remove it
 //	ftpnft expectations --watch         # see data connections being related
 //	ftpnft selftest                     # prove it in throwaway namespaces
+//	ftpnft install --help               # one command's help; ftpnft --version
 //
 // Every command but selftest takes --netns NAME|PATH. Exit status: 0 ok, 1 failure,
 // 2 usage or invalid input. The command is a thin layer over the nft,
-// conntrack, selftest and helper packages: it parses flags and formats
+// conntrack, internal/selftest and helper packages: it parses flags and formats
 // output; it makes no netlink calls of its own.
 package main

@@ -19,9 +19,9 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	helperName := fs.String("helper", "ftp", "")
 	watch := fs.Bool("watch", false, "")
 	asJSON := fs.Bool("json", false, "")
-	err := flagError(fs.Parse(args))
+	err := flagError(fs, fs.Parse(args))
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, help("expectations"))
 		return exitOK
 	}
 	if err == nil && fs.NArg() > 0 {

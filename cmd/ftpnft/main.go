@@ -8,7 +8,7 @@ import (
 	"runtime/debug"
 	"syscall"
 
-	"github.com/ftpnft/ftpnft/selftest"
+	"github.com/ftpnft/ftpnft/internal/selftest"
 )
 
 func main() {

@@ -228,3 +228,42 @@ func TestEventWriterNeverBlocks(t *testing.T) {
 		t.Fatalf("write error: %v, stopped %v", err, stopped)
 	}
 }
+
+// What a new user meets: the version, each command's own help, and a bad
+// value in a config file named by its file and line.
+func TestNewUser(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, stdout, _ := runCLI(args...)
+		if code != exitOK || !strings.HasPrefix(stdout, "ftpnft ") || !strings.Contains(stdout, " go1.") {
+			t.Errorf("ftpnft %q: exit %d, %q", args, code, stdout)
+		}
+	}
+	for _, cmd := range []string{"install", "uninstall", "status", "render", "expectations", "selftest"} {
+		for _, args := range [][]string{{cmd, "--help"}, {"help", cmd}} {
+			code, stdout, _ := runCLI(args...)
+			if code != exitOK || !strings.HasPrefix(stdout, "Usage: ftpnft "+cmd) || strings.Contains(stdout, "ftpnft selftest            prove") {
+				t.Errorf("ftpnft %q: exit %d, not the help of %s:\n%.300s", args, code, cmd, stdout)
+			}
+		}
+	}
+	if _, stdout, _ := runCLI("uninstall", "--help"); strings.Contains(stdout, "--ports") {
+		t.Error("uninstall's help lists --ports, which it does not take")
+	}
+	dir := t.TempDir()
+	for _, tt := range []struct{ content, want string }{
+		{"ports: [21]\npolicy: reject\n", `:2: key "policy": policy "reject": want drop or accept`},
+		{"role: gateway\n", `:1: key "role": role "gateway"`},
+		{"max-conn-per-source: -3\n", `:1: key "max-conn-per-source": invalid value "-3": want 0 or more`},
+		{"\n\nsource: [192.0.2.1/24]\n", `:3: key "source": source 192.0.2.1/24: host bits set`},
+	} {
+		path := writeFile(t, dir, "c.yaml", tt.content)
+		code, _, stderr := runCLI("render", "--config", path)
+		if code != exitUsage || !strings.Contains(stderr, "config "+path+tt.want) {
+			t.Errorf("config %q: exit %d, %q; want %q", tt.content, code, stderr, tt.want)
+		}
+	}
+	// render never reaches a namespace.
+	if code, stdout, stderr := runCLI("render", "--netns", "ftpnft-no-such-namespace"); code != exitOK || !strings.Contains(stdout, "table inet ftpnft") {
+		t.Errorf("render --netns of a missing namespace: exit %d, %s", code, stderr)
+	}
+}

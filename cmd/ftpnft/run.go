@@ -27,101 +27,6 @@ const (
 	exitUsage   = 2 // bad command line or input; nothing was changed
 )
 
-const usage = `ftpnft makes FTP work through an nftables firewall.
-
-It creates the table "inet ftpnft" with a ct helper object of type "ftp",
-assigns it to NEW connections to the FTP control ports, and installs a
-policy that admits RELATED connections only when the ftp helper expected
-them: on input for an FTP server or client host, on forward for a router,
-with port forwarding (DNAT) to inner servers and masquerade for inner
-clients.
-
-Usage:
-  ftpnft selftest            prove on this kernel, in throwaway namespaces,
-                             that FTP works through ftpnft (and not without it)
-  ftpnft install   [flags]   create or update the table (one atomic batch; idempotent)
-  ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
-  ftpnft status    [flags]   show the table as the kernel holds it
-  ftpnft render    [flags]   print what install would create, in nft syntax
-  ftpnft expectations [--helper ftp] [--json] [--watch]
-                             list the kernel's conntrack expectations, or watch
-                             them and the data connections they admit
-  ftpnft help                show this help
-
-Flags (every command but selftest):
-  --netns NAME|PATH   work in a network namespace: a name under /var/run/netns
-                      or a path such as /proc/PID/ns/net
-
-Flags (install, uninstall, status, render):
-  --table NAME        the table's name in family inet (default "ftpnft")
-  --config FILE       read these flags from a YAML file (see
-                      examples/ftpnft.yaml); flags on the command line
-                      override it
-
-Flags (install, status, render):
-  --role LIST         what this host does with FTP, comma separated
-                      (default "server"):
-                        server  FTP servers run here: inbound control
-                                connections get the helper; input admits them
-                        client  this host opens FTP connections: outbound
-                                ones get the helper, so active-mode data
-                                connections come in as RELATED
-                        router  FTP passes through: forwarded control
-                                connections get the helper; a forward chain
-                                applies the policy
-  --ports LIST        FTP control ports, comma separated (default "21")
-  --policy drop|accept
-                      policy of the input chain (server, client) and the
-                      forward chain (router) (default "drop")
-  --allow PROTO/PORT  also admit this host's service, e.g. tcp/22, on input
-                      (it is not forwarded); repeatable
-  --dnat LISTENPORT=ADDR:PORT
-                      (router) forward FTP control connections to this
-                      host's LISTENPORT to an inner server, with nf_nat_ftp
-                      rewriting its PASV/EPSV replies; IPv6 as [ADDR]:PORT;
-                      repeatable
-  --masquerade IFACE  (router) masquerade traffic leaving through IFACE, so
-                      inner clients' active FTP works (nf_nat_ftp rewrites
-                      PORT/EPRT); repeatable
-
-  --related-ports LO-HI
-                      ports that data connections the ftp helper expected may
-                      go to (default "1024-65535": never a privileged port)
-  --passive-ports LO-HI
-                      (server) also admit new connections to this passive
-                      range, for FTPS, whose encrypted control channel the
-                      helper cannot read; from --source networks only, if given
-  --source CIDR       (server, router) only these networks may open control
-                      connections; IPv4 or IPv6, repeatable; held in an
-                      interval set (one lookup for any number)
-  --source-file FILE  as --source, one CIDR per line, '#' comments; repeatable
-  --max-conn-per-source N
-                      (server, router) refuse (TCP reset) a control connection
-                      from a source that already has N (default 0: no limit)
-  --conn-rate N/second|N/minute
-                      (server, router) drop new control connections from a
-                      source above this rate
-
-Flags (install):
-  --dry-run           print the ruleset instead of installing it
-  --force             install even if the policy would not admit new SSH
-                      connections to the port of this SSH session
-
-Flags (status):
-  --json              print one JSON object
-
-Flags (expectations):
-  --helper NAME       only this kernel helper's expectations (default "ftp";
-                      "" for all)
-  --watch             stream events until interrupted: new, destroy, related
-                      (a data connection admitted as expected), lost
-  --json              a JSON array, in the kernel's order (the table is sorted);
-                      with --watch one JSON object per line
-
-Exit status: 0 ok, 1 failure (permission, kernel), 2 usage or invalid input.
-A failed install or uninstall changes nothing.
-`
-
 // run is the whole command line program; main only exits with its result.
 // Every write to stdout is checked: output that could not be written (a
 // full disk, a closed pipe) fails the command with exit 1.
@@ -160,7 +65,14 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cmd, rest := args[0], args[1:]
 	switch cmd {
 	case "help", "-h", "-help", "--help":
-		fmt.Fprint(stdout, usage)
+		if len(rest) > 0 {
+			fmt.Fprint(stdout, help(rest[0]))
+		} else {
+			fmt.Fprint(stdout, usage)
+		}
+		return exitOK
+	case "version", "-version", "--version":
+		fmt.Fprint(stdout, versionLine())
 		return exitOK
 	case "install", "uninstall", "status", "render":
 	case "expectations":
@@ -174,7 +86,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 	o, err := parseFlags(cmd, rest, stderr)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, usage)
+		fmt.Fprint(stdout, help(cmd))
 		return exitOK
 	}
 	if err != nil {
@@ -226,8 +138,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	netns := fs.String("netns", "", "")
 	config := fs.String("config", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
-	var ports, policy, roles, relatedPorts, passivePorts, connRate string
-	var maxConn uint
+	var ports, policy, roles, relatedPorts, passivePorts, connRate, maxConn string
 	var allow, dnat, masquerade, sources, sourceFiles listFlag
 	if cmd != "uninstall" {
 		fs.StringVar(&roles, "role", string(nft.RoleServer), "")
@@ -240,7 +151,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.StringVar(&passivePorts, "passive-ports", "", "")
 		fs.Var(&sources, "source", "")
 		fs.Var(&sourceFiles, "source-file", "")
-		fs.UintVar(&maxConn, "max-conn-per-source", 0, "")
+		fs.StringVar(&maxConn, "max-conn-per-source", "0", "")
 		fs.StringVar(&connRate, "conn-rate", "", "")
 	}
 	if cmd == "install" {
@@ -251,65 +162,79 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.BoolVar(&o.json, "json", false, "")
 	}
 	if err := fs.Parse(args); err != nil {
-		return nil, flagError(err)
+		return nil, flagError(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %s", input.Quote(fs.Arg(0)))
 	}
+	var from map[string]string // where the config file set a flag
 	if *config != "" {
-		if err := applyConfig(fs, *config); err != nil {
+		var err error
+		if from, err = applyConfig(fs, *config); err != nil {
 			return nil, err
 		}
+	}
+	// at names the config file's line for a bad value that came from it.
+	at := func(name string, err error) error {
+		if where, ok := from[name]; ok && err != nil {
+			return fmt.Errorf("%s: %w", where, err)
+		}
+		return err
 	}
 
 	if cmd != "uninstall" {
 		var err error
 		if o.cfg.Roles, err = nft.ParseRoles(roles); err != nil {
-			return nil, err
+			return nil, at("role", err)
 		}
 		if o.cfg.Ports, err = helper.ParsePorts(ports); err != nil {
-			return nil, err
+			return nil, at("ports", err)
 		}
 		if o.cfg.Policy, err = nft.ParsePolicy(policy); err != nil {
-			return nil, err
+			return nil, at("policy", err)
 		}
 		if o.cfg.Allow, err = parseEach(allow, nft.ParseService); err != nil {
-			return nil, err
+			return nil, at("allow", err)
 		}
 		if o.cfg.DNAT, err = parseEach(dnat, nft.ParseDNAT); err != nil {
-			return nil, err
+			return nil, at("dnat", err)
 		}
 		if o.cfg.Masquerade, err = parseEach(masquerade, nft.ParseInterface); err != nil {
-			return nil, err
+			return nil, at("masquerade", err)
 		}
 		if o.cfg.RelatedPorts, err = nft.ParsePortRange(relatedPorts); err != nil {
-			return nil, fmt.Errorf("--related-ports: %w", err)
+			return nil, at("related-ports", fmt.Errorf("--related-ports: %w", err))
 		}
 		if passivePorts != "" {
 			if o.cfg.PassivePorts, err = nft.ParsePortRange(passivePorts); err != nil {
-				return nil, fmt.Errorf("--passive-ports: %w", err)
+				return nil, at("passive-ports", fmt.Errorf("--passive-ports: %w", err))
 			}
 		}
 		if o.cfg.Sources, err = parseEach(sources, nft.ParseSource); err != nil {
-			return nil, err
+			return nil, at("source", err)
 		}
 		for _, f := range sourceFiles {
 			ps, err := nft.ReadSourceFile(f)
 			if err != nil {
-				return nil, err
+				return nil, at("source-file", err)
 			}
 			if len(ps) == 0 {
-				return nil, fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", f)
+				return nil, at("source-file", fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", f))
 			}
 			o.cfg.Sources = append(o.cfg.Sources, ps...)
 		}
-		if maxConn > 1<<31 {
-			return nil, fmt.Errorf("--max-conn-per-source %d: want 1 to %d (0: no limit)", maxConn, 1<<31)
+		n, err := strconv.ParseUint(maxConn, 10, 32)
+		if err != nil || n > 1<<31 {
+			const want = "want 0 or more, at most 2147483648 (0: no limit)"
+			if where, ok := from["max-conn-per-source"]; ok {
+				return nil, fmt.Errorf("%s: invalid value %s: %s", where, input.Quote(maxConn), want)
+			}
+			return nil, fmt.Errorf("--max-conn-per-source %s: %s", input.Quote(maxConn), want)
 		}
-		o.cfg.MaxConnPerSource = uint32(maxConn)
+		o.cfg.MaxConnPerSource = uint32(n)
 		if connRate != "" {
 			if o.cfg.ConnRate, err = nft.ParseRate(connRate); err != nil {
-				return nil, err
+				return nil, at("conn-rate", err)
 			}
 		}
 	}
@@ -324,27 +249,86 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 			return nil, err
 		}
 	}
-	// A dry run never reaches the kernel, but an empty namespace is refused
-	// all the same: it would be wrong without --dry-run too.
-	if given(fs, "netns") && (*netns == "" || !o.dryRun) {
+	// render and a dry run never reach the kernel or the namespace, but an
+	// empty namespace is refused all the same: it is never right.
+	reachesKernel := cmd != "render" && !o.dryRun
+	if given(fs, "netns") && (*netns == "" || reachesKernel) {
 		if o.netns, err = netnsPath(*netns); err != nil {
-			return nil, err
+			return nil, at("netns", err)
 		}
 	}
 	return o, nil
 }
 
-// flagError clips an error of the flag package, which repeats a bad flag
-// or value whole, to a line.
-func flagError(err error) error {
+// flagError says an error of the flag package in ftpnft's words: flags
+// with two dashes, a suggestion for an unknown flag that is close to a
+// real one, and no more than a line of a bad value.
+func flagError(fs *flag.FlagSet, err error) error {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return err
+	}
+	msg := err.Error()
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		msg = "unknown flag --" + strings.TrimPrefix(name, "-")
+		if near := nearestFlag(fs, strings.TrimPrefix(name, "-")); near != "" {
+			msg += " (did you mean --" + near + "?)"
+		}
+	}
 	const max = 200
-	if err == nil {
-		return nil
+	if len(msg) > max {
+		msg = fmt.Sprintf("%s… (%d bytes)", strings.ToValidUTF8(msg[:max], ""), len(msg))
 	}
-	if msg := err.Error(); len(msg) > max && !errors.Is(err, flag.ErrHelp) {
-		return fmt.Errorf("%s… (%d bytes)", strings.ToValidUTF8(msg[:max], ""), len(msg))
+	return errors.New(msg)
+}
+
+// flagSynonyms are what people type for ftpnft's flags.
+var flagSynonyms = map[string]string{
+	"namespace": "netns", "ns": "netns", "net-ns": "netns", "network-namespace": "netns",
+	"port": "ports", "roles": "role", "dryrun": "dry-run", "dry": "dry-run",
+	"masq": "masquerade", "sources": "source", "allowlist": "source-file",
+}
+
+// nearestFlag returns the flag of fs that name probably meant: a synonym,
+// a flag that one starts with the other, or one at most two edits away.
+func nearestFlag(fs *flag.FlagSet, name string) string {
+	if len(name) > 64 {
+		return ""
 	}
-	return err
+	if s, ok := flagSynonyms[name]; ok && fs.Lookup(s) != nil {
+		return s
+	}
+	best, bestDist := "", 3
+	fs.VisitAll(func(f *flag.Flag) {
+		d := editDistance(name, f.Name)
+		if strings.HasPrefix(f.Name, name) || strings.HasPrefix(name, f.Name) {
+			d = min(d, 1)
+		}
+		if d < bestDist {
+			best, bestDist = f.Name, d
+		}
+	})
+	return best
+}
+
+// editDistance is the Levenshtein distance of a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 // given reports whether flag name was set, on the command line or by the

@@ -7,13 +7,13 @@ import (
 	"io"
 
 	"github.com/ftpnft/ftpnft/internal/input"
-	"github.com/ftpnft/ftpnft/selftest"
+	"github.com/ftpnft/ftpnft/internal/selftest"
 )
 
 func selfTest(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 {
 		if args[0] == "-h" || args[0] == "--help" || args[0] == "-help" {
-			fmt.Fprint(stdout, usage)
+			fmt.Fprint(stdout, help("selftest"))
 			return exitOK
 		}
 		fmt.Fprintf(stderr, "ftpnft selftest: unexpected argument %s\n", input.Quote(args[0]))

@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"runtime"
+	"runtime/debug"
+	"strings"
+)
+
+// usage is the whole help: ftpnft help, ftpnft --help.
+var usage = `ftpnft makes FTP work through an nftables firewall.
+
+It creates the table "inet ftpnft" with a ct helper object of type "ftp",
+assigns it to NEW connections to the FTP control ports, and installs a
+policy that admits RELATED connections only when the ftp helper expected
+them: on input for an FTP server or client host, on forward for a router,
+with port forwarding (DNAT) to inner servers and masquerade for inner
+clients.
+
+Usage:
+  ftpnft selftest            prove on this kernel, in throwaway namespaces,
+                             that FTP works through ftpnft (and not without it)
+  ftpnft install   [flags]   create or update the table (one atomic batch; idempotent)
+  ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
+  ftpnft status    [flags]   show the table as the kernel holds it
+  ftpnft render    [flags]   print what install would create, in nft syntax
+  ftpnft expectations [--helper ftp] [--json] [--watch]
+                             list the kernel's conntrack expectations, or watch
+                             them and the data connections they admit
+  ftpnft version             print ftpnft's version and the Go version (also --version)
+  ftpnft help [COMMAND]      show this help, or one command's (also COMMAND --help)
+
+Flags (every command but selftest):
+` + netnsFlags + `
+Flags (install, uninstall, status, render):
+` + tableFlags + `
+Flags (install, status, render):
+` + rulesetFlags + `
+` + hardeningFlags + `
+Flags (install):
+` + installFlags + `
+Flags (status):
+` + statusFlags + `
+Flags (expectations):
+` + expectationsFlags + `
+` + exitStatus
+
+const netnsFlags = `  --netns NAME|PATH   work in a network namespace: a name under /var/run/netns
+                      or a path such as /proc/PID/ns/net (never empty: leave
+                      it out for this host's own)
+`
+
+const tableFlags = `  --table NAME        the table's name in family inet (default "ftpnft")
+  --config FILE       read these flags from a YAML file (see
+                      examples/ftpnft.yaml); flags on the command line
+                      override it
+`
+
+const rulesetFlags = `  --role LIST         what this host does with FTP, comma separated
+                      (default "server"):
+                        server  FTP servers run here: inbound control
+                                connections get the helper; input admits them
+                        client  this host opens FTP connections: outbound
+                                ones get the helper, so active-mode data
+                                connections come in as RELATED
+                        router  FTP passes through: forwarded control
+                                connections get the helper; a forward chain
+                                applies the policy
+  --ports LIST        FTP control ports, comma separated (default "21")
+  --policy drop|accept
+                      policy of the input chain (server, client) and the
+                      forward chain (router) (default "drop")
+  --allow PROTO/PORT  also admit this host's service, e.g. tcp/22, on input
+                      (it is not forwarded); repeatable
+  --dnat LISTENPORT=ADDR:PORT
+                      (router) forward FTP control connections to this
+                      host's LISTENPORT to an inner server, with nf_nat_ftp
+                      rewriting its PASV/EPSV replies; IPv6 as [ADDR]:PORT;
+                      repeatable
+  --masquerade IFACE  (router) masquerade traffic leaving through IFACE, so
+                      inner clients' active FTP works (nf_nat_ftp rewrites
+                      PORT/EPRT); repeatable
+`
+
+const hardeningFlags = `  --related-ports LO-HI
+                      ports that data connections the ftp helper expected may
+                      go to (default "1024-65535": never a privileged port)
+  --passive-ports LO-HI
+                      (server) also admit new connections to this passive
+                      range, for FTPS, whose encrypted control channel the
+                      helper cannot read; from --source networks only, if given
+  --source CIDR       (server, router) only these networks may open control
+                      connections; IPv4 or IPv6, repeatable; held in an
+                      interval set (one lookup for any number)
+  --source-file FILE  as --source, one CIDR per line, '#' comments; repeatable
+  --max-conn-per-source N
+                      (server, router) refuse (TCP reset) a control connection
+                      from a source that already has N (default 0: no limit)
+  --conn-rate N/second|N/minute
+                      (server, router) drop new control connections from a
+                      source above this rate
+`
+
+const installFlags = `  --dry-run           print the ruleset instead of installing it
+  --force             install even if the policy would not admit new SSH
+                      connections to the port of this SSH session
+`
+
+const statusFlags = `  --json              print one JSON object
+`
+
+const expectationsFlags = `  --helper NAME       only this kernel helper's expectations (default "ftp";
+                      "" for all)
+  --watch             stream events until interrupted: new, destroy, related
+                      (a data connection admitted as expected), lost
+  --json              a JSON array, in the kernel's order (the table is sorted);
+                      with --watch one JSON object per line
+`
+
+const exitStatus = `Exit status: 0 ok, 1 failure (permission, kernel, output not written), 2 usage
+or invalid input. A failed install or uninstall changes nothing.
+`
+
+// commandHelp is the help of each command: what it does and its flags.
+var commandHelp = map[string]string{
+	"install": `Usage: ftpnft install [flags]
+
+Creates or updates the table in one atomic batch. Installing what is
+installed sends nothing; a table of ftpnft's that was changed by hand is
+repaired; a table of the same name that ftpnft did not create is left alone
+(exit 1).
+
+Flags:
+` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + installFlags + "\n" + exitStatus,
+	"uninstall": `Usage: ftpnft uninstall [flags]
+
+Removes ftpnft's table and everything in it; removing nothing succeeds.
+
+Flags:
+` + netnsFlags + tableFlags + "\n" + exitStatus,
+	"status": `Usage: ftpnft status [flags]
+
+Shows the table as the kernel holds it: whether it is ftpnft's, whether it
+matches the configuration the flags describe (and how it differs), and the
+rules' counters.
+
+Flags:
+` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + statusFlags + "\n" + exitStatus,
+	"render": `Usage: ftpnft render [flags]
+
+Prints what install would create, in nft syntax ("nft -f" loads it). It
+never reaches the kernel or a namespace.
+
+Flags:
+` + tableFlags + rulesetFlags + hardeningFlags + "\n" + exitStatus,
+	"expectations": `Usage: ftpnft expectations [flags]
+
+Lists the kernel's conntrack expectations (what data connections the
+helper expects, for which control connection), or watches them and the data
+connections they admit.
+
+Flags:
+` + netnsFlags + expectationsFlags + "\n" + exitStatus,
+	"selftest": `Usage: ftpnft selftest
+
+Proves on this kernel, in two throwaway network namespaces, that FTP works
+through ftpnft's ruleset and not without the helper. Touches nothing on the
+host; exits 0 only if every step was observed.
+
+` + exitStatus,
+	"version": `Usage: ftpnft version
+
+Prints ftpnft's version, the commit it was built from, and the Go version.
+`,
+}
+
+// help returns the help of cmd, or the whole help.
+func help(cmd string) string {
+	if h, ok := commandHelp[cmd]; ok {
+		return h
+	}
+	return usage
+}
+
+// version is set at build time for releases (-ldflags "-X
+// main.version=1.2.3"); otherwise the module's version is used.
+var version = ""
+
+// versionLine says which ftpnft this is: its version, the commit it was
+// built from (when Go recorded one), and the Go version.
+func versionLine() string {
+	v := version
+	var commit string
+	modified := false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				commit = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(devel)"
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "ftpnft %s", v)
+	if commit != "" {
+		fmt.Fprintf(&b, " (commit %.12s", commit)
+		if modified {
+			b.WriteString(", modified")
+		}
+		b.WriteString(")")
+	}
+	fmt.Fprintf(&b, " %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	return b.String()
+}

@@ -67,3 +67,24 @@ func benchSources(n int) []netip.Prefix {
 	}
 	return out
 }
+
+// BenchmarkShapes measures what status spends recognising the statements
+// of the default table's rules read back from the kernel.
+func BenchmarkShapes(b *testing.B) {
+	rs, err := Build(DefaultConfig())
+	if err != nil {
+		b.Fatal(err)
+	}
+	var rules []*nftables.Rule
+	for _, ch := range rs.Chains {
+		for _, r := range ch.Rules {
+			rules = append(rules, &nftables.Rule{Exprs: r.exprs()})
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, r := range rules {
+			shapeOf(r)
+		}
+	}
+}

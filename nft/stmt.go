@@ -36,15 +36,16 @@ var stmtKinds = []stmt{
 // statements. At each point the longest statement that re-encodes to the
 // expressions there is taken.
 func decodeStmts(e []expr.Any) (stmts []stmt, ok bool) {
-	for len(e) > 0 {
+	enc := make([][]byte, len(e)) // e's encodings, made when first compared
+	for i := 0; i < len(e); {
 		var best stmt
 		n := 0
 		for _, k := range stmtKinds {
-			s, ok := k.recognise(e)
+			s, ok := k.recognise(e[i:])
 			if !ok {
 				continue
 			}
-			if want := s.exprs(); len(want) > n && len(want) <= len(e) && sameExprs(want, e[:len(want)]) {
+			if want := s.exprs(); len(want) > n && len(want) <= len(e)-i && sameExprs(want, e, i, enc) {
 				best, n = s, len(want)
 			}
 		}
@@ -52,17 +53,24 @@ func decodeStmts(e []expr.Any) (stmts []stmt, ok bool) {
 			return stmts, false
 		}
 		stmts = append(stmts, best)
-		e = e[n:]
+		i += n
 	}
 	return stmts, true
 }
 
-// sameExprs reports whether a and b encode alike, counter values aside.
-func sameExprs(a, b []expr.Any) bool {
-	for i := range a {
-		x, err1 := expr.Marshal(byte(nftables.TableFamilyINet), canonical(a[i]))
-		y, err2 := expr.Marshal(byte(nftables.TableFamilyINet), canonical(b[i]))
-		if err1 != nil || err2 != nil || !bytes.Equal(x, y) {
+// sameExprs reports whether want encodes as e[i:i+len(want)] does, counter
+// values aside; enc caches e's encodings.
+func sameExprs(want, e []expr.Any, i int, enc [][]byte) bool {
+	for j, w := range want {
+		if enc[i+j] == nil {
+			b, err := expr.Marshal(byte(nftables.TableFamilyINet), canonical(e[i+j]))
+			if err != nil {
+				return false
+			}
+			enc[i+j] = b
+		}
+		x, err := expr.Marshal(byte(nftables.TableFamilyINet), canonical(w))
+		if err != nil || !bytes.Equal(x, enc[i+j]) {
 			return false
 		}
 	}
@@ -128,6 +136,9 @@ func (s l4proto) exprs() []expr.Any {
 	}
 }
 func (l4proto) recognise(e []expr.Any) (stmt, bool) {
+	if m, ok := at[*expr.Meta](e, 0); !ok || m.Key != expr.MetaKeyL4PROTO {
+		return nil, false
+	}
 	b := cmpData(e, 1)
 	for name, n := range protoNumbers {
 		if len(b) == 1 && b[0] == n {
@@ -165,6 +176,9 @@ type ctState struct{ bit uint32 }
 func (s ctState) text() string      { return "ct state " + stateNames[s.bit] }
 func (s ctState) exprs() []expr.Any { return ctBit(expr.CtKeySTATE, s.bit) }
 func (ctState) recognise(e []expr.Any) (stmt, bool) {
+	if ct, ok := at[*expr.Ct](e, 0); !ok || ct.Key != expr.CtKeySTATE {
+		return nil, false
+	}
 	b, ok := at[*expr.Bitwise](e, 1)
 	if !ok || len(b.Mask) != 4 {
 		return nil, false
@@ -181,7 +195,10 @@ type ctStatusDNAT struct{}
 
 func (ctStatusDNAT) text() string                      { return "ct status dnat" }
 func (ctStatusDNAT) exprs() []expr.Any                 { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
-func (ctStatusDNAT) recognise([]expr.Any) (stmt, bool) { return ctStatusDNAT{}, true }
+func (ctStatusDNAT) recognise(e []expr.Any) (stmt, bool) {
+	ct, ok := at[*expr.Ct](e, 0)
+	return ctStatusDNAT{}, ok && ct.Key == expr.CtKeySTATUS
+}
 
 // ctBit tests one bit of a 32-bit conntrack key, as nft does for
 // "ct state X" and "ct status X": mask in host byte order, compare with 0.
@@ -206,6 +223,9 @@ func (s nfproto) exprs() []expr.Any {
 	}
 }
 func (nfproto) recognise(e []expr.Any) (stmt, bool) {
+	if m, ok := at[*expr.Meta](e, 0); !ok || m.Key != expr.MetaKeyNFPROTO {
+		return nil, false
+	}
 	b := cmpData(e, 1)
 	return nfproto{len(b) == 1 && b[0] == unix.NFPROTO_IPV6}, len(b) == 1
 }
@@ -237,6 +257,9 @@ func (s daddr) exprs() []expr.Any {
 	)
 }
 func (daddr) recognise(e []expr.Any) (stmt, bool) {
+	if _, ok := (nfproto{}).recognise(e); !ok {
+		return nil, false
+	}
 	a, ok := netip.AddrFromSlice(cmpData(e, 3))
 	return daddr{a}, ok
 }
@@ -276,7 +299,10 @@ func (fibDaddrLocal) exprs() []expr.Any {
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.NativeEndian.AppendUint32(nil, rtnLocal)},
 	}
 }
-func (fibDaddrLocal) recognise([]expr.Any) (stmt, bool) { return fibDaddrLocal{}, true }
+func (fibDaddrLocal) recognise(e []expr.Any) (stmt, bool) {
+	_, ok := at[*expr.Fib](e, 0)
+	return fibDaddrLocal{}, ok
+}
 
 // dnatTo translates the destination: "dnat ip to 192.0.2.10:21" or
 // "dnat ip6 to [2001:db8::10]:21".
@@ -308,7 +334,10 @@ type masquerade struct{}
 
 func (masquerade) text() string                      { return "masquerade" }
 func (masquerade) exprs() []expr.Any                 { return []expr.Any{&expr.Masq{}} }
-func (masquerade) recognise([]expr.Any) (stmt, bool) { return masquerade{}, true }
+func (masquerade) recognise(e []expr.Any) (stmt, bool) {
+	_, ok := at[*expr.Masq](e, 0)
+	return masquerade{}, ok
+}
 
 // helperNameLen is the kernel's NF_CT_HELPER_NAME_LEN: "ct helper" loads
 // the name into a register of that size, zero padded.
@@ -326,7 +355,8 @@ func (s ctHelperIs) exprs() []expr.Any {
 	}
 }
 func (ctHelperIs) recognise(e []expr.Any) (stmt, bool) {
-	return ctHelperIs{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
+	ct, ok := at[*expr.Ct](e, 0)
+	return ctHelperIs{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, ok && ct.Key == expr.CtKeyHELPER
 }
 
 // padded returns name zero padded to n bytes, as nft loads fixed-size
@@ -361,7 +391,8 @@ type iifname struct{ name string }
 func (s iifname) text() string      { return fmt.Sprintf("iifname %q", s.name) }
 func (s iifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyIIFNAME, s.name) }
 func (iifname) recognise(e []expr.Any) (stmt, bool) {
-	return iifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
+	m, ok := at[*expr.Meta](e, 0)
+	return iifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, ok && m.Key == expr.MetaKeyIIFNAME
 }
 
 // oifname matches the output interface by name: oifname "eth0".
@@ -370,7 +401,8 @@ type oifname struct{ name string }
 func (s oifname) text() string      { return fmt.Sprintf("oifname %q", s.name) }
 func (s oifname) exprs() []expr.Any { return ifnameExprs(expr.MetaKeyOIFNAME, s.name) }
 func (oifname) recognise(e []expr.Any) (stmt, bool) {
-	return oifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, true
+	m, ok := at[*expr.Meta](e, 0)
+	return oifname{string(bytes.TrimRight(cmpData(e, 1), "\x00"))}, ok && m.Key == expr.MetaKeyOIFNAME
 }
 
 func ifnameExprs(key expr.MetaKey, name string) []expr.Any {
@@ -392,6 +424,9 @@ func (s icmpv6Types) exprs() []expr.Any {
 	)...)
 }
 func (icmpv6Types) recognise(e []expr.Any) (stmt, bool) {
+	if _, ok := (nfproto{}).recognise(e); !ok {
+		return nil, false
+	}
 	lo, hi := cmpData(e, 5), cmpData(e, 6)
 	if len(lo) != 1 || len(hi) != 1 {
 		return nil, false
@@ -404,7 +439,10 @@ type counter struct{}
 
 func (counter) text() string                      { return "counter" }
 func (counter) exprs() []expr.Any                 { return []expr.Any{&expr.Counter{}} }
-func (counter) recognise([]expr.Any) (stmt, bool) { return counter{}, true }
+func (counter) recognise(e []expr.Any) (stmt, bool) {
+	_, ok := at[*expr.Counter](e, 0)
+	return counter{}, ok
+}
 
 // verdict ends the rule: accept or drop.
 type verdict struct{ kind expr.VerdictKind }
@@ -604,7 +642,10 @@ func (rejectReset) text() string { return "reject with tcp reset" }
 func (rejectReset) exprs() []expr.Any {
 	return []expr.Any{&expr.Reject{Type: unix.NFT_REJECT_TCP_RST}}
 }
-func (rejectReset) recognise([]expr.Any) (stmt, bool) { return rejectReset{}, true }
+func (rejectReset) recognise(e []expr.Any) (stmt, bool) {
+	_, ok := at[*expr.Reject](e, 0)
+	return rejectReset{}, ok
+}
 
 // jump continues in a regular chain: "jump ftp-control".
 type jump struct{ chain string }

@@ -22,6 +22,7 @@ type conn struct {
 	ctx     context.Context // ends waits for the kernel's answers
 	netnsFd int             // -1 for the caller's namespace
 	dial    nltest.Func
+	raw     *netlink.Conn // for what ftpnft sends itself; opened by talk
 }
 
 // connect returns a netlink connection to nf_tables and a function that
@@ -56,7 +57,13 @@ func connect(ctx context.Context, opts []Option) (*conn, func(), error) {
 		return nil, nil, &Error{Op: "connect", Err: classify(err)}
 	}
 	cn.Conn = c
-	return cn, func() { c.CloseLasting(); release() }, nil
+	return cn, func() {
+		c.CloseLasting()
+		if cn.raw != nil {
+			cn.raw.Close()
+		}
+		release()
+	}, nil
 }
 
 // Generation returns the ruleset's generation ID (NFT_MSG_GETGEN), which the
@@ -231,21 +238,25 @@ func (c *conn) dump(req netlink.Message) ([]netlink.Message, error) {
 	return ms, nil
 }
 
-// talk sends msgs on a new socket (or to the test dial) and returns the
-// answers, read as receive reads them.
+// talk sends msgs on c's own socket (or to the test dial) and returns the
+// answers, read as receive reads them. The socket is opened once per
+// connection: opening one in a namespace costs two setns calls. Every
+// exchange reads its answers to the end, so none is left for the next.
 func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
 	if c.dial != nil {
 		return c.dial(msgs)
 	}
-	nc, err := c.socket()
-	if err != nil {
+	if c.raw == nil {
+		nc, err := c.socket()
+		if err != nil {
+			return nil, err
+		}
+		c.raw = nc
+	}
+	if _, err := c.raw.SendMessages(msgs); err != nil {
 		return nil, err
 	}
-	defer nc.Close()
-	if _, err := nc.SendMessages(msgs); err != nil {
-		return nil, err
-	}
-	return c.receive(nc, wait, last)
+	return c.receive(c.raw, wait, last)
 }
 
 // socket opens a netlink socket to nfnetlink in c's namespace.

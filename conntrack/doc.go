@@ -12,7 +12,8 @@
 // kernel's own dump: listing 4,000 expectations took 38 ms with it, 12 ms
 // now, of which the kernel takes 10 (docs/BENCHMARKS.md).
 //
-// [List] returns the live expectations of a namespace. [Watch] streams
+// [List] returns the live expectations of a namespace (and [WriteJSON]
+// writes them as they arrive). [Watch] streams
 // events until its context ends: "new" and "destroy" for expectations, and
 // "related" when a data connection is admitted as an expected connection,
 // so a caller can follow control connection -> expectation -> data
@@ -36,7 +37,9 @@
 //
 // # Errors
 //
-// Errors wrap their cause, so callers can test them with errors.Is:
+// Errors are *[Error] (the operation, and the cause) and wrap their cause,
+// so callers can test them with errors.Is (context.Canceled too, when ctx
+// ended a dump):
 // os.ErrPermission without CAP_NET_ADMIN, os.ErrNotExist for a namespace
 // path that does not exist, errors.ErrUnsupported when [List] or [Watch]
 // (which lists first) finds a kernel without conntrack's netlink interface,

@@ -10,7 +10,25 @@
 //
 //	rs, err := nft.Build(nft.DefaultConfig())
 //	if err != nil { ... }                   // invalid configuration, nothing sent
-//	res, err := nft.Apply(rs, nft.WithNetNS("/var/run/netns/ftp"))
+//	res, err := nft.Apply(ctx, rs, nft.WithNetNS("/var/run/netns/ftp"))
+//
+// Every call that reaches the kernel takes a context first; ending it ends
+// a dump that waits for the kernel. [Dump] shows any inet table as the
+// kernel holds it, in nft syntax.
+//
+// # Layout
+//
+// The package is one pipeline, a file per step: configuration (values.go,
+// config.go) -> model (build.go, ruleset.go, stmt.go, sets.go) -> what the
+// kernel holds (observed.go, fingerprint.go) -> plan (apply.go, status.go,
+// diff.go) -> encoding (encode.go) -> transport (transport.go, options.go).
+// Each statement type in stmt.go encodes itself, renders itself and
+// recognises itself in what the kernel reports.
+//
+// # Testing without root
+//
+// [WithKernel] sends every request to a [Kernel] instead: package
+// github.com/ftpnft/ftpnft/nft/nfttest has an in-memory one.
 //
 // # Roles
 //

@@ -282,3 +282,35 @@ func TestDumpShowsHandEdits(t *testing.T) {
 		t.Errorf("dump of a missing table: %v", err)
 	}
 }
+
+// The configuration read back from a table equals the one it was built
+// from, key by key; a different one differs in exactly its keys.
+func TestStatusConfigRoundTrip(t *testing.T) {
+	cfg := hardenedConfig()
+	cfg.Allow = []Service{{"tcp", 22}, {"udp", 53}}
+	cfg.Sources = append(cfg.Sources, netip.MustParsePrefix("198.51.100.0/25"), netip.MustParsePrefix("198.51.100.128/25"))
+	rs := mustBuild(t, cfg)
+	k := &fakekernel.Kernel{}
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Compare(st.Config(), cfg); len(d) != 0 {
+		t.Fatalf("installed and wanted differ: %v", d)
+	}
+	want := cfg
+	want.Policy = PolicyAccept
+	want.Ports = []uint16{21}
+	d := Compare(st.Config(), want)
+	if len(d) != 2 || d[0].String() != "ports: installed 21,2121, wanted 21" || d[1].String() != "policy: installed drop, wanted accept" {
+		t.Fatalf("differences: %v", d)
+	}
+	// The prefixes of a merged range cover it exactly.
+	r := AddrRange{netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("192.0.2.10")}
+	if got := fmt.Sprint(r.prefixes()); got != "[192.0.2.3/32 192.0.2.4/30 192.0.2.8/31 192.0.2.10/32]" {
+		t.Fatalf("prefixes of %v: %s", r, got)
+	}
+}

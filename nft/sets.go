@@ -271,3 +271,23 @@ func (s Set) fingerprint() []byte {
 	}
 	return b
 }
+
+// prefixes returns the prefixes that cover r exactly, in order.
+func (r AddrRange) prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for from := r.From; from.IsValid() && from.Compare(r.To) <= 0; {
+		// The largest prefix that starts at from and ends within r.
+		bits := from.BitLen()
+		for bits > 0 {
+			p := netip.PrefixFrom(from, bits-1)
+			if p.Masked().Addr() != from || lastAddr(p).Compare(r.To) > 0 {
+				break
+			}
+			bits--
+		}
+		p := netip.PrefixFrom(from, bits)
+		out = append(out, p)
+		from = lastAddr(p).Next()
+	}
+	return out
+}

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -39,6 +40,8 @@ type Status struct {
 	Ports []uint16 `json:"ports"`
 	// Policy is the policy of the input and forward chains.
 	Policy Policy `json:"policy,omitempty"`
+	// Allow are the extra services the input chain admits.
+	Allow []Service `json:"allow"`
 	// DNAT are the port forwards to inner FTP servers.
 	DNAT []DNAT `json:"dnat"`
 	// Masquerade are the interfaces traffic is masqueraded behind.
@@ -71,17 +74,30 @@ type Counter struct {
 // ReadStatus reads ftpnft's table back from the kernel and compares it with
 // want, the ruleset install would create. It sends no changes.
 func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, error) {
+	return readStatus(ctx, want.Table, want, opts)
+}
+
+// ReadInstalled reads ftpnft's table back from the kernel without a
+// configuration to compare it with: it reports what is installed, and
+// Matches says whether the table holds exactly what its own configuration
+// ([Status.Config]) builds, that is, whether it is as ftpnft made it. It
+// sends no changes.
+func ReadInstalled(ctx context.Context, table string, opts ...Option) (*Status, error) {
+	return readStatus(ctx, table, nil, opts)
+}
+
+func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option) (*Status, error) {
 	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	cur, err := read(c, want.Table, false)
+	cur, err := read(c, table, false)
 	if err != nil {
 		return nil, err
 	}
-	st := &Status{Table: want.Table, Differences: []string{}, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
-		DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Counters: []Counter{}}
+	st := &Status{Table: table, Differences: []string{}, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
+		Allow: []Service{}, DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Counters: []Counter{}}
 	if cur == nil {
 		return st, nil
 	}
@@ -90,11 +106,27 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 	if !cur.Owned {
 		return st, nil // someone else's table: nothing of it is ftpnft's to report
 	}
-	st.Matches = cur.fingerprint == want.fingerprint()
 	st.Modified = cur.modified()
+	fillStatus(st, cur)
+	if want == nil {
+		// Compared with what its own configuration builds.
+		if rs, err := Build(st.Config()); err == nil {
+			want = rs
+		}
+	}
+	if want == nil {
+		st.Differences = []string{"the table holds no configuration of ftpnft's (flushed?)"}
+		return st, nil
+	}
+	st.Matches = cur.fingerprint == want.fingerprint()
 	if !st.Matches {
 		st.Differences = differences(cur, want)
 	}
+	return st, nil
+}
+
+// fillStatus fills st with what the table's helpers, sets and rules say.
+func fillStatus(st *Status, cur *installed) {
 	st.Helpers = append(st.Helpers, cur.Helpers...)
 	for _, set := range cur.Sets {
 		if set.Interval && strings.HasPrefix(set.Name, setSources) {
@@ -128,6 +160,10 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 				}
 			case ch.Hook == "input" && sh.ctNew && sh.accept && sh.dportRange != PortRange{}:
 				st.PassivePorts = sh.dportRange
+			case ch.Hook == "input" && sh.accept && strings.HasPrefix(ch.Rules[i].Comment, "allow "):
+				if svc, err := ParseService(strings.TrimPrefix(ch.Rules[i].Comment, "allow ")); err == nil {
+					st.Allow = append(st.Allow, svc)
+				}
 			case sh.connlimit > 0:
 				st.MaxConnPerSource = sh.connlimit
 			case !sh.rate.IsZero():
@@ -150,7 +186,6 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 			st.Roles = append(st.Roles, r)
 		}
 	}
-	return st, nil
 }
 
 // shape is what status needs to know of a rule read back from the kernel:
@@ -210,4 +245,89 @@ func shapeOf(r *nftables.Rule) shape {
 		}
 	}
 	return sh
+}
+
+// Config returns the configuration the table was built from, as far as
+// its rules tell: every key that ftpnft's config files have, but the
+// namespace. Sources are given as the merged ranges the sets hold, each as
+// the prefixes that cover it.
+func (st *Status) Config() Config {
+	c := Config{Table: st.Table, Ports: st.Ports, Roles: st.Roles, Policy: st.Policy, Allow: st.Allow,
+		DNAT: st.DNAT, Masquerade: st.Masquerade, RelatedPorts: st.RelatedPorts, PassivePorts: st.PassivePorts,
+		MaxConnPerSource: st.MaxConnPerSource, ConnRate: st.ConnRate}
+	for _, r := range st.Sources {
+		c.Sources = append(c.Sources, r.prefixes()...)
+	}
+	return c
+}
+
+// A KeyDifference is one key of the configuration whose installed value
+// differs from the wanted one; the values are written as the config file
+// and the flags write them.
+type KeyDifference struct {
+	Key       string `json:"key"` // the config file's key, e.g. "policy"
+	Installed string `json:"installed"`
+	Wanted    string `json:"wanted"`
+}
+
+// String formats d as "policy: installed accept, wanted drop".
+func (d KeyDifference) String() string {
+	return fmt.Sprintf("%s: installed %s, wanted %s", d.Key, orNone(d.Installed), orNone(d.Wanted))
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// Compare lists the keys whose values differ between the installed
+// configuration and the wanted one, in the order of the config file's keys.
+// Lists are compared as sets (their order does not matter to the kernel's
+// verdicts, but for the order of rules) and sources as merged ranges.
+func Compare(installed, wanted Config) []KeyDifference {
+	var out []KeyDifference
+	add := func(key, a, b string) {
+		if a != b {
+			out = append(out, KeyDifference{key, a, b})
+		}
+	}
+	add("role", sortedText(installed.Roles), sortedText(wanted.Roles))
+	add("ports", sortedText(installed.Ports), sortedText(wanted.Ports))
+	add("policy", string(installed.Policy), string(wanted.Policy))
+	add("allow", sortedText(installed.Allow), sortedText(wanted.Allow))
+	add("dnat", sortedText(installed.DNAT), sortedText(wanted.DNAT))
+	add("masquerade", sortedText(installed.Masquerade), sortedText(wanted.Masquerade))
+	add("related-ports", installed.RelatedPorts.text(), wanted.RelatedPorts.text())
+	add("passive-ports", installed.PassivePorts.text(), wanted.PassivePorts.text())
+	add("source", rangesText(installed.Sources), rangesText(wanted.Sources))
+	add("max-conn-per-source", fmt.Sprint(installed.MaxConnPerSource), fmt.Sprint(wanted.MaxConnPerSource))
+	add("conn-rate", installed.ConnRate.text(), wanted.ConnRate.text())
+	return out
+}
+
+// sortedText lists values as text, sorted and comma separated.
+func sortedText[T any](values []T) string {
+	s := make([]string, len(values))
+	for i, v := range values {
+		s[i] = fmt.Sprint(v)
+	}
+	slices.Sort(s)
+	return strings.Join(s, ",")
+}
+
+// rangesText lists the merged ranges of prefixes, IPv4 then IPv6.
+func rangesText(prefixes []netip.Prefix) string {
+	rs := append(mergeRanges(prefixes, false), mergeRanges(prefixes, true)...)
+	return abbreviated(rs, 4)
+}
+
+// abbreviated lists the first n values and how many more there are.
+func abbreviated[T any](values []T, n int) string {
+	s := sortedText(values[:min(n, len(values))])
+	if len(values) > n {
+		s += fmt.Sprintf(", … %d more", len(values)-n)
+	}
+	return s
 }

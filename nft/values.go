@@ -429,3 +429,15 @@ func unmarshal[T any](v *T, b []byte, parse func(string) (T, error)) error {
 	*v = x
 	return nil
 }
+
+// text is r as MarshalText writes it: "LO-HI", or "" when unset.
+func (r PortRange) text() string {
+	b, _ := r.MarshalText()
+	return string(b)
+}
+
+// text is r as MarshalText writes it: "N/UNIT", or "" when unset.
+func (r Rate) text() string {
+	b, _ := r.MarshalText()
+	return string(b)
+}

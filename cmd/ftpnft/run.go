@@ -99,11 +99,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprint(stdout, o.ruleset.Render())
 		return exitOK
 	case "install":
-		return install(o, stdout, stderr)
+		return install(ctx, o, stdout, stderr)
 	case "uninstall":
-		return uninstall(o, stdout, stderr)
+		return uninstall(ctx, o, stdout, stderr)
 	default:
-		return status(o, stdout, stderr)
+		return status(ctx, o, stdout, stderr)
 	}
 }
 
@@ -111,6 +111,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 type cliOptions struct {
 	cmd     string
 	netns   string // path, "" for the current namespace
+	compare bool   // the configuration was given (flags or --config): status compares
 	cfg     nft.Config
 	ruleset *nft.Ruleset
 	dryRun  bool
@@ -249,6 +250,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 			return nil, err
 		}
 	}
+	for _, name := range configKeys {
+		o.compare = o.compare || name != "netns" && name != "table" && given(fs, name)
+	}
+	o.compare = o.compare || *config != ""
 	// render and a dry run never reach the kernel or the namespace, but an
 	// empty namespace is refused all the same: it is never right.
 	reachesKernel := cmd != "render" && !o.dryRun
@@ -516,7 +521,7 @@ func usageError(err error) error {
 	return fmt.Errorf("%s (add role %s with --role)", re.What, re.Roles())
 }
 
-func install(o *cliOptions, stdout, stderr io.Writer) int {
+func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	if o.dryRun {
 		fmt.Fprint(stdout, o.ruleset.Render())
 		return exitOK
@@ -525,7 +530,7 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 	if err == nil && !capa.Available {
 		return fail(stderr, o.cmd, fmt.Errorf("kernel has no FTP conntrack helper: %w", errors.ErrUnsupported))
 	}
-	res, err := nft.Apply(context.Background(), o.ruleset, o.nftOptions()...)
+	res, err := nft.Apply(ctx, o.ruleset, o.nftOptions()...)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -540,11 +545,34 @@ func install(o *cliOptions, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, roles %s, policy %s%s\n",
 		o.cfg.Table, what, nft.HelperObject, join(o.cfg.Ports), join(o.cfg.Roles), o.cfg.Policy, natSummary(o.cfg.DNAT, o.cfg.Masquerade))
+	warnCoexistence(stderr, o.cmd, coexistence(ctx, o.cfg, o.nftOptions()))
 	return exitOK
 }
 
-func uninstall(o *cliOptions, stdout, stderr io.Writer) int {
-	removed, err := nft.Remove(context.Background(), o.cfg.Table, o.nftOptions()...)
+// coexistence reads the other firewalls of the namespace for cfg. A
+// failure to read them is a finding of its own.
+func coexistence(ctx context.Context, cfg nft.Config, opts []nft.Option) []nft.Finding {
+	fs, err := nft.Coexistence(ctx, cfg, opts...)
+	if err != nil {
+		return []nft.Finding{{Traffic: "could not read the other tables: " + err.Error()}}
+	}
+	return fs
+}
+
+// warnCoexistence prints what another firewall does to FTP, one warning a
+// line on stderr.
+func warnCoexistence(stderr io.Writer, cmd string, fs []nft.Finding) {
+	for _, f := range fs {
+		if f.Table == "" {
+			fmt.Fprintf(stderr, "ftpnft %s: warning: %s\n", cmd, f.Traffic)
+			continue
+		}
+		fmt.Fprintf(stderr, "ftpnft %s: warning: %s\n", cmd, f)
+	}
+}
+
+func uninstall(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
+	removed, err := nft.Remove(ctx, o.cfg.Table, o.nftOptions()...)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -559,8 +587,13 @@ func uninstall(o *cliOptions, stdout, stderr io.Writer) int {
 // statusReport is the JSON form of status.
 type statusReport struct {
 	*nft.Status
-	Kernel   helper.Capability `json:"kernel"`
-	Warnings []string          `json:"warnings"`
+	// Compared is true when a configuration was given to compare with;
+	// ConfigDifferences then lists the keys that differ.
+	Compared          bool                `json:"compared"`
+	ConfigDifferences []nft.KeyDifference `json:"config_differences"`
+	Kernel            helper.Capability   `json:"kernel"`
+	Warnings          []string            `json:"warnings"`
+	Coexistence       []nft.Finding       `json:"coexistence"`
 }
 
 // warnings lists what weakens the installed policy: kernel helper
@@ -579,8 +612,18 @@ func warnings(st *nft.Status, capa helper.Capability) []string {
 	return w
 }
 
-func status(o *cliOptions, stdout, stderr io.Writer) int {
-	st, err := nft.ReadStatus(context.Background(), o.ruleset, o.nftOptions()...)
+// status shows the table: what is installed and, when a configuration was
+// given, whether it matches. Exit 0 when the table is ftpnft's, as ftpnft
+// made it and (when compared) matching; 1 otherwise, so that monitoring
+// need not parse the output.
+func status(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
+	var st *nft.Status
+	var err error
+	if o.compare {
+		st, err = nft.ReadStatus(ctx, o.ruleset, o.nftOptions()...)
+	} else {
+		st, err = nft.ReadInstalled(ctx, o.cfg.Table, o.nftOptions()...)
+	}
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -588,33 +631,57 @@ func status(o *cliOptions, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
+	rep := statusReport{Status: st, Compared: o.compare, ConfigDifferences: []nft.KeyDifference{},
+		Kernel: capa, Warnings: warnings(st, capa), Coexistence: []nft.Finding{}}
+	if st.Installed && st.Owned {
+		if o.compare {
+			rep.ConfigDifferences = append(rep.ConfigDifferences, nft.Compare(st.Config(), o.cfg)...)
+		}
+		cfg := o.cfg
+		if !o.compare && st.Config().Validate() == nil {
+			cfg = st.Config()
+		}
+		rep.Coexistence = append(rep.Coexistence, coexistence(ctx, cfg, o.nftOptions())...)
+	}
 	if o.json {
-		b, err := json.Marshal(statusReport{Status: st, Kernel: capa, Warnings: warnings(st, capa)})
+		b, err := json.Marshal(rep)
 		if err != nil {
 			return fail(stderr, o.cmd, err)
 		}
 		fmt.Fprintf(stdout, "%s\n", b)
+	} else {
+		writeStatus(stdout, rep)
+	}
+	warnCoexistence(stderr, o.cmd, rep.Coexistence)
+	if st.Installed && st.Owned && st.Matches && !st.Modified {
 		return exitOK
 	}
-	writeStatus(stdout, st, capa)
-	return exitOK
+	return exitFailure
 }
 
-func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
+func writeStatus(w io.Writer, rep statusReport) {
+	st, capa := rep.Status, rep.Kernel
 	switch {
 	case !st.Installed:
 		fmt.Fprintf(w, "table inet %s: not installed\n", st.Table)
 	case !st.Owned:
 		fmt.Fprintf(w, "table inet %s: exists but was not created by ftpnft\n", st.Table)
-	case st.Matches:
-		fmt.Fprintf(w, "table inet %s: installed, matches the configuration\n", st.Table)
 	case st.Modified:
 		fmt.Fprintf(w, "table inet %s: installed, changed by hand or by another program since ftpnft wrote it (run install to repair)\n", st.Table)
+	case !rep.Compared && st.Matches:
+		fmt.Fprintf(w, "table inet %s: installed\n", st.Table)
+	case st.Matches:
+		fmt.Fprintf(w, "table inet %s: installed, matches the configuration\n", st.Table)
 	default:
 		fmt.Fprintf(w, "table inet %s: installed, differs from the configuration (run install to update)\n", st.Table)
 	}
-	for _, d := range st.Differences {
+	for _, d := range rep.ConfigDifferences {
 		fmt.Fprintf(w, "  differs: %s\n", d)
+	}
+	if len(rep.ConfigDifferences) == 0 {
+		for _, d := range st.Differences {
+			fmt.Fprintf(w, "  differs: %s\n", d)
+		}
 	}
 	if st.Installed && st.Owned {
 		for _, h := range st.Helpers {
@@ -622,14 +689,21 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 		}
 		fmt.Fprintf(w, "roles:    %s\n", join(st.Roles))
 		fmt.Fprintf(w, "ports:    %s\n", join(st.Ports))
-		fmt.Fprintf(w, "policy:   %s\n", st.Policy)
+		if st.Policy != "" {
+			fmt.Fprintf(w, "policy:   %s\n", st.Policy)
+		}
+		if len(st.Allow) > 0 {
+			fmt.Fprintf(w, "allow:    %s\n", join(st.Allow))
+		}
 		for _, d := range st.DNAT {
 			fmt.Fprintf(w, "dnat:     this host's port %d -> %s\n", d.ListenPort, d.To)
 		}
 		for _, m := range st.Masquerade {
 			fmt.Fprintf(w, "masquerade: out of %s\n", m)
 		}
-		fmt.Fprintf(w, "related:  ftp data to ports %s\n", st.RelatedPorts)
+		if !st.RelatedPorts.IsZero() {
+			fmt.Fprintf(w, "related:  ftp data to ports %s\n", st.RelatedPorts)
+		}
 		if !st.PassivePorts.IsZero() {
 			fmt.Fprintf(w, "passive:  ports %s open (FTPS)\n", st.PassivePorts)
 		}
@@ -656,7 +730,7 @@ func writeStatus(w io.Writer, st *nft.Status, capa helper.Capability) {
 	} else {
 		fmt.Fprintf(w, "kernel:   ftp helper NOT available (nf_conntrack_ftp missing)\n")
 	}
-	for _, warning := range warnings(st, capa) {
+	for _, warning := range rep.Warnings {
 		fmt.Fprintf(w, "warning:  %s\n", warning)
 	}
 }

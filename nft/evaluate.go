@@ -1,0 +1,407 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/xt"
+	"golang.org/x/sys/unix"
+)
+
+// A static reading of another firewall's chains: does a packet of one kind
+// (a probe) reach the end of a chain, get accepted, or get dropped, and is
+// that certain? It understands what firewall managers write for the
+// traffic that matters here (conntrack state, protocol and destination
+// port, the loopback interface, the ct helper, iptables-nft's xt conntrack
+// and tcp matches, jumps) and takes anything else (addresses, sets, rates)
+// as "may or may not match".
+
+// probe is a kind of packet that FTP depends on.
+type probe struct {
+	v6     bool
+	state  uint32 // one ct state bit
+	proto  byte   // unix.IPPROTO_TCP
+	dport  uint16 // a control port; 0 for a data connection, whose port is in ports
+	ports  PortRange
+	helper string // the ct helper of the connection (or of its master), "" if none
+	what   string // for people: "new control connections to port 21"
+}
+
+// tri is a three-valued truth: a static reading cannot always tell.
+type tri int8
+
+const (
+	no tri = iota
+	maybe
+	yes
+)
+
+func and(a, b tri) tri { return min(a, b) }
+
+// outcome is what a chain does with a probe.
+type outcome struct {
+	verdict string // "accept", "drop", "" (went on: returned or fell through)
+	rule    *nftables.Rule
+	certain bool // no rule before the verdict might have decided otherwise
+	// A rule that might drop the probe, met before an accept that was
+	// certain only if that rule did not match.
+	maybeDrop *nftables.Rule
+}
+
+// ruleset is what evaluate reads of another table.
+type ruleSource interface {
+	rules(c *nftables.Chain) ([]*nftables.Rule, error)
+	chain(table *nftables.Table, name string) *nftables.Chain
+}
+
+// evaluate walks chain with p, following jumps (to depth 16, as a loop
+// guard), and returns what happens. certain carries in whether everything
+// before chain was certain.
+func evaluate(src ruleSource, chain *nftables.Chain, p probe, certain bool, depth int) (outcome, error) {
+	rules, err := src.rules(chain)
+	if err != nil {
+		return outcome{}, err
+	}
+	var maybeDrop *nftables.Rule
+	for _, r := range rules {
+		m, v := matchRule(r.Exprs, p)
+		if m == no || v.kind == "" {
+			continue
+		}
+		switch v.kind {
+		case "accept", "drop":
+			if m == maybe {
+				if v.kind == "accept" {
+					certain = false
+				} else if maybeDrop == nil {
+					maybeDrop = r
+				}
+				continue
+			}
+			return outcome{verdict: v.kind, rule: r, certain: certain, maybeDrop: maybeDrop}, nil
+		case "jump", "goto":
+			target := src.chain(chain.Table, v.chain)
+			if target == nil || depth > 16 {
+				certain = false
+				continue
+			}
+			sub, err := evaluate(src, target, p, certain && m == yes, depth+1)
+			if err != nil {
+				return outcome{}, err
+			}
+			if maybeDrop == nil {
+				maybeDrop = sub.maybeDrop
+			}
+			if sub.verdict != "" {
+				if m == yes {
+					sub.maybeDrop = maybeDrop
+					return sub, nil
+				}
+				if sub.verdict == "accept" {
+					certain = false
+				} else if maybeDrop == nil {
+					maybeDrop = sub.rule
+				}
+				continue
+			}
+			certain = certain && sub.certain
+			if v.kind == "goto" && m == yes {
+				return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+			}
+		case "return":
+			if m == yes {
+				return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+			}
+			certain = false
+		}
+	}
+	if chain.Hooknum != nil && chain.Policy != nil {
+		if *chain.Policy == nftables.ChainPolicyDrop {
+			return outcome{verdict: "drop", certain: certain, maybeDrop: maybeDrop}, nil
+		}
+		return outcome{verdict: "accept", certain: certain, maybeDrop: maybeDrop}, nil
+	}
+	return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+}
+
+// verdictOf is what a rule does when it matches.
+type verdictOf struct {
+	kind  string // "accept", "drop" (reject too), "jump", "goto", "return", "" (none)
+	chain string
+}
+
+// reg is a register's content: known bytes, or not known (nil with
+// unknown), or an interface name that is not "lo", or a port somewhere in
+// a range.
+type reg struct {
+	data    []byte
+	unknown bool
+	notLo   bool
+	ports   PortRange
+}
+
+// matchRule says whether the rule's matches hold for p, and its verdict.
+func matchRule(exprs []expr.Any, p probe) (tri, verdictOf) {
+	regs := map[uint32]reg{}
+	m := yes
+	var v verdictOf
+	for _, e := range exprs {
+		switch e := e.(type) {
+		case *expr.Meta:
+			if e.SourceRegister {
+				continue // meta set: a statement
+			}
+			regs[e.Register] = p.meta(e.Key)
+		case *expr.Payload:
+			if e.OperationType != expr.PayloadLoad {
+				continue
+			}
+			regs[e.DestRegister] = p.payload(e)
+		case *expr.Ct:
+			if e.SourceRegister {
+				continue // ct set: a statement
+			}
+			regs[e.Register] = p.ct(e.Key)
+		case *expr.Bitwise:
+			src := regs[e.SourceRegister]
+			out := reg{unknown: true}
+			if !src.unknown && src.data != nil && len(src.data) == len(e.Mask) && len(e.Xor) == len(e.Mask) {
+				d := make([]byte, len(src.data))
+				for i := range d {
+					d[i] = src.data[i]&e.Mask[i] ^ e.Xor[i]
+				}
+				out = reg{data: d}
+			}
+			regs[e.DestRegister] = out
+		case *expr.Cmp:
+			m = and(m, compare(regs[e.Register], e.Op, e.Data))
+		case *expr.Range:
+			m = and(m, maybe)
+		case *expr.Lookup:
+			m = and(m, maybe) // a set's elements are not read
+		case *expr.Match:
+			m = and(m, p.xtMatch(e))
+		case *expr.Verdict:
+			switch e.Kind {
+			case expr.VerdictAccept:
+				v = verdictOf{kind: "accept"}
+			case expr.VerdictDrop:
+				v = verdictOf{kind: "drop"}
+			case expr.VerdictJump:
+				v = verdictOf{kind: "jump", chain: e.Chain}
+			case expr.VerdictGoto:
+				v = verdictOf{kind: "goto", chain: e.Chain}
+			case expr.VerdictReturn:
+				v = verdictOf{kind: "return"}
+			}
+		case *expr.Reject:
+			v = verdictOf{kind: "drop"}
+		case *expr.Target:
+			switch e.Name {
+			case "REJECT":
+				v = verdictOf{kind: "drop"}
+			case "LOG", "NFLOG", "CT", "MARK", "CONNMARK", "TCPMSS", "NOTRACK", "CHECKSUM":
+			default:
+				m = and(m, maybe) // a target that may end the chain
+			}
+		case *expr.Counter, *expr.Log, *expr.Immediate:
+		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Dynset, *expr.Fib, *expr.Exthdr, *expr.Socket, *expr.Rt, *expr.Numgen, *expr.Hash:
+			m = and(m, maybe)
+		default:
+			m = and(m, maybe)
+		}
+		if m == no {
+			return no, v
+		}
+	}
+	return m, v
+}
+
+// compare evaluates a comparison of r with data.
+func compare(r reg, op expr.CmpOp, data []byte) tri {
+	if r.notLo {
+		lo := bytes.Equal(bytes.TrimRight(data, "\x00"), []byte("lo"))
+		switch {
+		case op == expr.CmpOpEq && lo:
+			return no
+		case op == expr.CmpOpNeq && lo:
+			return yes
+		}
+		return maybe
+	}
+	if !r.ports.IsZero() && len(data) == 2 {
+		// A port somewhere in a range: true for all of it, none of it, or
+		// some.
+		lo := compare(reg{data: binary.BigEndian.AppendUint16(nil, r.ports.Lo)}, op, data)
+		hi := compare(reg{data: binary.BigEndian.AppendUint16(nil, r.ports.Hi)}, op, data)
+		v := be16(data)
+		inside := r.ports.Lo < v && v < r.ports.Hi
+		switch {
+		case lo == yes && hi == yes && !(op == expr.CmpOpNeq && inside):
+			return yes
+		case lo == no && hi == no && !(op == expr.CmpOpEq && inside):
+			return no
+		}
+		return maybe
+	}
+	if r.unknown || r.data == nil || len(r.data) != len(data) {
+		return maybe
+	}
+	c := bytes.Compare(r.data, data)
+	var ok bool
+	switch op {
+	case expr.CmpOpEq:
+		ok = c == 0
+	case expr.CmpOpNeq:
+		ok = c != 0
+	case expr.CmpOpLt:
+		ok = c < 0
+	case expr.CmpOpLte:
+		ok = c <= 0
+	case expr.CmpOpGt:
+		ok = c > 0
+	case expr.CmpOpGte:
+		ok = c >= 0
+	default:
+		return maybe
+	}
+	if ok {
+		return yes
+	}
+	return no
+}
+
+func (p probe) meta(key expr.MetaKey) reg {
+	switch key {
+	case expr.MetaKeyL4PROTO:
+		return reg{data: []byte{p.proto}}
+	case expr.MetaKeyNFPROTO:
+		if p.v6 {
+			return reg{data: []byte{unix.NFPROTO_IPV6}}
+		}
+		return reg{data: []byte{unix.NFPROTO_IPV4}}
+	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+		return reg{notLo: true} // FTP to this host comes from elsewhere
+	}
+	return reg{unknown: true}
+}
+
+func (p probe) payload(e *expr.Payload) reg {
+	if e.Base == expr.PayloadBaseTransportHeader && e.Offset == 2 && e.Len == 2 {
+		if p.dport != 0 {
+			return reg{data: binary.BigEndian.AppendUint16(nil, p.dport)}
+		}
+		if !p.ports.IsZero() {
+			return reg{ports: p.ports}
+		}
+	}
+	return reg{unknown: true}
+}
+
+func (p probe) ct(key expr.CtKey) reg {
+	switch key {
+	case expr.CtKeySTATE:
+		return reg{data: binary.NativeEndian.AppendUint32(nil, p.state)}
+	case expr.CtKeyHELPER:
+		if p.helper == "" {
+			return reg{unknown: true} // assignment may come after this chain
+		}
+		return reg{data: padded(p.helper, helperNameLen)}
+	}
+	return reg{unknown: true}
+}
+
+// xtStateBit is iptables' XT_CONNTRACK_STATE_BIT for a ct state bit:
+// invalid 1, established 2, related 4, new 8.
+func xtStateBit(state uint32) uint16 {
+	switch state {
+	case stateInvalid:
+		return 1
+	case stateEstablished:
+		return 2
+	case stateRelated:
+		return 4
+	case stateNew:
+		return 8
+	}
+	return 0
+}
+
+// xtMatch evaluates the iptables matches that iptables-nft leaves as xt
+// expressions: conntrack/state and tcp.
+func (p probe) xtMatch(e *expr.Match) tri {
+	switch info := e.Info.(type) {
+	case *xt.ConntrackMtinfo1:
+		return p.ctStateMatch(info.ConntrackMtinfoBase, uint16(info.StateMask))
+	case *xt.ConntrackMtinfo2:
+		return p.ctStateMatch(info.ConntrackMtinfoBase, info.StateMask)
+	case *xt.ConntrackMtinfo3:
+		return p.ctStateMatch(info.ConntrackMtinfoBase, info.StateMask)
+	case *xt.Tcp:
+		if p.proto != unix.IPPROTO_TCP {
+			return no
+		}
+		if info.SrcPorts != [2]uint16{0, 0xffff} || info.FlagsMask != 0 || info.Option != 0 {
+			return maybe
+		}
+		lo, hi := p.dport, p.dport
+		if p.dport == 0 {
+			lo, hi = p.ports.Lo, p.ports.Hi
+		}
+		if lo < info.DstPorts[0] && hi >= info.DstPorts[0] || lo <= info.DstPorts[1] && hi > info.DstPorts[1] {
+			return maybe // partly inside
+		}
+		in := info.DstPorts[0] <= lo && hi <= info.DstPorts[1]
+		if info.InvFlags&xt.TcpInvDestPorts != 0 {
+			in = !in
+		}
+		if in {
+			return yes
+		}
+		return no
+	}
+	switch e.Name {
+	case "comment":
+		return yes
+	case "helper":
+		// struct xt_helper_info: int invert; char name[30].
+		if b, ok := e.Info.(*xt.Unknown); ok && len(*b) >= 5 && p.helper != "" {
+			invert := binary.NativeEndian.Uint32((*b)[:4]) != 0
+			name := string(bytes.TrimRight((*b)[4:min(len(*b), 34)], "\x00"))
+			if (name == p.helper) != invert {
+				return yes
+			}
+			return no
+		}
+	}
+	return maybe
+}
+
+func (p probe) ctStateMatch(b xt.ConntrackMtinfoBase, mask uint16) tri {
+	if b.MatchFlags&^uint16(xt.ConntrackState|xt.ConntrackStateAlias) != 0 {
+		return maybe // also matches on status, addresses, ports...
+	}
+	in := mask&xtStateBit(p.state) != 0
+	if b.InvertFlags&uint16(xt.ConntrackState) != 0 {
+		in = !in
+	}
+	if in {
+		return yes
+	}
+	return no
+}
+
+// describeRule names a rule for people: its handle and comment.
+func describeRule(r *nftables.Rule) string {
+	if r == nil {
+		return "policy drop"
+	}
+	s := fmt.Sprintf("rule handle %d", r.Handle)
+	if c := ruleComment(r); c != "" {
+		s += fmt.Sprintf(" (comment %q)", c)
+	}
+	return s
+}

@@ -197,7 +197,7 @@ func (k *Kernel) Dial(reqs []netlink.Message) ([]netlink.Message, error) {
 	}
 	var out []netlink.Message
 	for _, m := range found {
-		if family(m) != family(req) {
+		if family(req) != unix.AF_UNSPEC && family(m) != family(req) {
 			continue
 		}
 		if t := stringAttr(req, attrTable); t != "" && stringAttr(m, attrTable) != t {

@@ -25,6 +25,10 @@ type ctnetlink interface {
 	// helperOf asks for the helper of the connection whose original tuple
 	// is t.
 	helperOf(t Tuple) (string, error)
+	// stats returns the connections tracked and the limit.
+	stats() (entries, max uint32, err error)
+	// flows lists the tracked connections.
+	flows() ([]flow, error)
 	// gone returns an error wrapping ErrNetNSGone when the namespace's path
 	// no longer names it, and nil otherwise.
 	gone() error
@@ -134,9 +138,9 @@ func (n *namespace) subscribe(groups []netfilter.NetlinkGroup, readBuffer int) (
 	return nc, nil
 }
 
-// helperOf asks through github.com/ti-mo/conntrack, which decodes
-// connections.
-func (n *namespace) helperOf(t Tuple) (string, error) {
+// conn returns the connection to github.com/ti-mo/conntrack, which
+// decodes connections, dialling it when first needed.
+func (n *namespace) conn() (*ct.Conn, error) {
 	if n.query == nil {
 		cfg := &netlink.Config{}
 		if n.fd >= 0 {
@@ -144,9 +148,42 @@ func (n *namespace) helperOf(t Tuple) (string, error) {
 		}
 		c, err := ct.Dial(cfg)
 		if err != nil {
-			return "", &Error{Op: "connect to conntrack", Err: unsupported(err)}
+			return nil, &Error{Op: "connect to conntrack", Err: unsupported(err)}
 		}
 		n.query = c
+	}
+	return n.query, nil
+}
+
+func (n *namespace) stats() (uint32, uint32, error) {
+	c, err := n.conn()
+	if err != nil {
+		return 0, 0, err
+	}
+	s, err := c.StatsGlobal()
+	return s.Entries, s.MaxEntries, err
+}
+
+func (n *namespace) flows() ([]flow, error) {
+	c, err := n.conn()
+	if err != nil {
+		return nil, err
+	}
+	fs, err := c.Dump(nil)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]flow, len(fs))
+	for i, f := range fs {
+		out[i] = flow{orig: tupleOf(f.TupleOrig), helper: f.Helper.Name, related: f.Status.Expected(), master: tupleOf(f.TupleMaster)}
+	}
+	return out, nil
+}
+
+// helperOf asks through github.com/ti-mo/conntrack.
+func (n *namespace) helperOf(t Tuple) (string, error) {
+	if _, err := n.conn(); err != nil {
+		return "", err
 	}
 	f := ct.Flow{TupleOrig: ct.Tuple{
 		IP:    ct.IPTuple{SourceAddress: t.Src, DestinationAddress: t.Dst},

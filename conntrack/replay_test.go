@@ -35,6 +35,7 @@ type replay struct {
 	subscriptions [][][]netlink.Message
 	nsubs         int
 	helpers       map[Tuple]string
+	allFlows      []flow
 	isGone        bool
 	closed        bool
 }
@@ -72,6 +73,10 @@ func (r *replay) helperOf(t Tuple) (string, error) {
 	}
 	return "", syscall.ENOENT
 }
+
+func (r *replay) stats() (uint32, uint32, error) { return uint32(len(r.allFlows)), 65536, nil }
+
+func (r *replay) flows() ([]flow, error) { return r.allFlows, nil }
 
 func (r *replay) gone() error {
 	r.mu.Lock()
@@ -318,5 +323,59 @@ func TestOrderAndNames(t *testing.T) {
 func TestReadBufferOption(t *testing.T) {
 	if o := collect([]Option{WithReadBuffer(4096)}); o.readBuffer != 4096 {
 		t.Fatalf("readBuffer = %d", o.readBuffer)
+	}
+}
+
+// ReadUsage counts expectations and finds the control connections that
+// have neither an expectation nor a data connection.
+func TestReadUsageReplay(t *testing.T) {
+	exps := expectationMessages(t)
+	x, err := decodeExpectation(exps[0].Data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := Tuple{Src: netip.MustParseAddr("192.0.2.9"), Dst: netip.MustParseAddr("192.0.2.1"), SPort: 40000, DPort: 21}
+	served := Tuple{Src: netip.MustParseAddr("192.0.2.8"), Dst: netip.MustParseAddr("192.0.2.1"), SPort: 40001, DPort: 21}
+	r := &replay{dumps: [][]netlink.Message{exps[:1]}, allFlows: []flow{
+		{orig: x.Master, helper: "ftp"},
+		{orig: quiet, helper: "ftp"},
+		{orig: served, helper: "ftp"},
+		{orig: Tuple{Src: served.Src, Dst: served.Dst, SPort: 50000, DPort: 50001}, related: true, master: served},
+		{orig: Tuple{Src: served.Src, Dst: served.Dst, SPort: 22, DPort: 22}},
+	}}
+	u, err := ReadUsage(context.Background(), withKernel(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u.Expectations != 1 || len(u.Controls) != 3 || len(u.Quiet) != 1 || u.Quiet[0] != quiet || u.Entries != 5 {
+		t.Fatalf("usage = %+v", u)
+	}
+	if s := u.String(); s != "5 of 65536 connections tracked, 1 expectations, 3 control connections (1 quiet)" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+// A long watch forgets control connections that have no live expectation
+// and were last seen before the cutoff.
+func TestWatchForgets(t *testing.T) {
+	var got []Event
+	w := newTestWatcher("ftp", &got)
+	live := Tuple{Src: netip.MustParseAddr("192.0.2.2"), Dst: netip.MustParseAddr("192.0.2.1"), SPort: 1, DPort: 21}
+	old := Tuple{Src: netip.MustParseAddr("192.0.2.3"), Dst: netip.MustParseAddr("192.0.2.1"), SPort: 2, DPort: 21}
+	w.remember(live, "ftp")
+	w.remember(old, "ftp")
+	w.known[expKey{"ftp", live, Tuple{}}] = Expectation{Helper: "ftp", Master: live}
+	w.forget(time.Now().Add(time.Minute))
+	if _, ok := w.masters[old]; ok {
+		t.Error("a control connection without expectations was kept")
+	}
+	if _, ok := w.masters[live]; !ok {
+		t.Error("a control connection with a live expectation was forgotten")
+	}
+	if _, err := be16([]byte{1}); err == nil {
+		t.Error("a short 16-bit integer decoded")
+	}
+	if _, err := be32([]byte{1, 2}); err == nil {
+		t.Error("a short 32-bit integer decoded")
 	}
 }

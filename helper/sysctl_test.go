@@ -1,0 +1,31 @@
+package helper
+
+import (
+	"os"
+	"testing"
+)
+
+// The caller's own namespace, by path and by "": the same values, and the
+// thread that read them is not the caller's.
+func TestReadSysctls(t *testing.T) {
+	own, err := ReadSysctls("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if own.ConntrackMax == "" || own.Syncookies == "" {
+		t.Skipf("this kernel shows no conntrack sysctls: %+v", own)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("entering a namespace needs CAP_SYS_ADMIN")
+	}
+	viaPath, err := ReadSysctls("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaPath.ConntrackMax != own.ConntrackMax || viaPath.Syncookies != own.Syncookies {
+		t.Fatalf("by path %+v, own %+v", viaPath, own)
+	}
+	if _, err := ReadSysctls(t.TempDir() + "/nope"); err == nil {
+		t.Fatal("a missing namespace read without error")
+	}
+}

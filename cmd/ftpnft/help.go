@@ -24,6 +24,8 @@ Usage:
   ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
   ftpnft status    [flags]   show the table as the kernel holds it
   ftpnft render    [flags]   print what install would create, in nft syntax
+  ftpnft doctor    [flags]   check everything FTP through the firewall needs: the
+                             helper, the table, other firewalls, conntrack, sysctls
   ftpnft expectations [--helper ftp] [--json] [--watch]
                              list the kernel's conntrack expectations, or watch
                              them and the data connections they admit
@@ -32,14 +34,14 @@ Usage:
 
 Flags (every command but selftest):
 ` + netnsFlags + `
-Flags (install, uninstall, status, render):
+Flags (install, uninstall, status, render, doctor):
 ` + tableFlags + `
-Flags (install, status, render):
+Flags (install, status, render, doctor):
 ` + rulesetFlags + `
 ` + hardeningFlags + `
 Flags (install):
 ` + installFlags + `
-Flags (status):
+Flags (status, doctor):
 ` + statusFlags + `
 Flags (expectations):
 ` + expectationsFlags + `
@@ -140,12 +142,30 @@ Flags:
 ` + netnsFlags + tableFlags + "\n" + exitStatus,
 	"status": `Usage: ftpnft status [flags]
 
-Shows the table as the kernel holds it: whether it is ftpnft's, whether it
-matches the configuration the flags describe (and how it differs), and the
-rules' counters.
+Shows the table as the kernel holds it: what is installed, whether it is
+ftpnft's and unchanged, the rules' counters and other firewalls that drop
+FTP's packets (warnings on stderr). Given flags or --config, it also says
+whether the table matches that configuration, and which keys differ. Exit 0
+when the table is ftpnft's, unchanged and (when compared) matching; 1
+otherwise.
 
 Flags:
 ` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + statusFlags + "\n" + exitStatus,
+	"doctor": `Usage: ftpnft doctor [flags]
+
+Checks what FTP through the firewall needs, each ok, warn or FAIL with what
+was found and the fix: the kernel's ftp helper; ftpnft's table (installed,
+unchanged, and matching the flags or --config when given); the helper's
+assignment on the control ports; every other table's base chains that
+decide FTP's packets (firewalld, ufw, Docker, iptables-nft scripts, ...);
+the conntrack and expectation tables against their limits; control
+connections that led to no expectation; and the sysctls that matter. Without
+flags it checks what is installed. Exit 0 when no check failed, 1 when one
+did, 2 for usage.
+
+Flags:
+` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + `  --json              print {"checks":[{"name","status","detail","fix"}]}
+` + "\n" + exitStatus,
 	"render": `Usage: ftpnft render [flags]
 
 Prints what install would create, in nft syntax ("nft -f" loads it). It

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/ftpnft/ftpnft/conntrack"
 	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/internal/input"
 	"github.com/ftpnft/ftpnft/internal/nlio"
@@ -74,7 +75,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "version", "-version", "--version":
 		fmt.Fprint(stdout, versionLine())
 		return exitOK
-	case "install", "uninstall", "status", "render":
+	case "install", "uninstall", "status", "render", "doctor":
 	case "expectations":
 		return expectations(ctx, rest, stdout, stderr)
 	case "selftest":
@@ -102,6 +103,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return install(ctx, o, stdout, stderr)
 	case "uninstall":
 		return uninstall(ctx, o, stdout, stderr)
+	case "doctor":
+		return doctor(ctx, o, stdout, stderr)
 	default:
 		return status(ctx, o, stdout, stderr)
 	}
@@ -109,14 +112,30 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // cliOptions is a parsed command line.
 type cliOptions struct {
-	cmd     string
-	netns   string // path, "" for the current namespace
-	compare bool   // the configuration was given (flags or --config): status compares
-	cfg     nft.Config
-	ruleset *nft.Ruleset
-	dryRun  bool
-	force   bool
-	json    bool
+	cmd      string
+	netns    string // path, "" for the current namespace
+	compare  bool   // the configuration was given (flags or --config): status compares
+	netnsArg string // --netns as given
+	cfg      nft.Config
+	ruleset  *nft.Ruleset
+	dryRun   bool
+	force    bool
+	json     bool
+}
+
+func (o *cliOptions) conntrackOptions() []conntrack.Option {
+	if o.netns == "" {
+		return nil
+	}
+	return []conntrack.Option{conntrack.WithNetNS(o.netns)}
+}
+
+// netnsFlag is " --netns NAME" as the user gave it, for fixes to copy.
+func (o *cliOptions) netnsFlag() string {
+	if o.netnsArg == "" {
+		return ""
+	}
+	return " --netns " + o.netnsArg
 }
 
 func (o *cliOptions) nftOptions() []nft.Option {
@@ -159,7 +178,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.BoolVar(&o.dryRun, "dry-run", false, "")
 		fs.BoolVar(&o.force, "force", false, "")
 	}
-	if cmd == "status" {
+	if cmd == "status" || cmd == "doctor" {
 		fs.BoolVar(&o.json, "json", false, "")
 	}
 	if err := fs.Parse(args); err != nil {
@@ -261,6 +280,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		if o.netns, err = netnsPath(*netns); err != nil {
 			return nil, at("netns", err)
 		}
+		o.netnsArg = *netns
 	}
 	return o, nil
 }

@@ -115,11 +115,11 @@ func Coexistence(ctx context.Context, cfg Config, opts ...Option) ([]Finding, er
 			}
 		}
 		if hook == "input" && cfg.Policy == PolicyDrop && (cfg.Has(RoleServer) || cfg.Has(RoleClient)) {
-			rules, err := src.rules(ch)
+			services, err := admittedServices(src, ch, 0)
 			if err != nil {
 				return nil, err
 			}
-			for _, s := range admittedServices(rules) {
+			for _, s := range services {
 				if cfg.admitsService(s) {
 					continue
 				}
@@ -187,7 +187,9 @@ func (s *chainRules) chain(t *nftables.Table, name string) *nftables.Chain {
 func probesAt(cfg Config, hook string) []probe {
 	var ps []probe
 	ftp := helper.FTP()
+	var dtype uint32 // where the packets go: this host, or on
 	add := func(p probe) {
+		p.daddrType = dtype
 		for _, v6 := range families {
 			p.v6 = v6
 			ps = append(ps, p)
@@ -201,6 +203,14 @@ func probesAt(cfg Config, hook string) []probe {
 	related := probe{state: stateRelated, proto: unix.IPPROTO_TCP, helper: ftp.Kernel, ports: cfg.RelatedPorts,
 		what: "RELATED data connections (expected by the ftp helper)"}
 	inbound := cfg.Has(RoleServer)
+	switch {
+	case hook == "input":
+		dtype = unix.RTN_LOCAL
+	case hook == "forward", hook == "output":
+		dtype = unix.RTN_UNICAST
+	case hook == "prerouting" && !cfg.Has(RoleRouter):
+		dtype = unix.RTN_LOCAL
+	}
 	switch hook {
 	case "prerouting":
 		if inbound || cfg.Has(RoleRouter) {
@@ -344,12 +354,31 @@ func fixFor(manager string, ch *nftables.Chain, p probe) string {
 	return fmt.Sprintf("nft insert rule %s %s %s tcp dport %d ct state new accept", familyName(ch.Table.Family), ch.Table.Name, ch.Name, p.dport)
 }
 
-// admittedServices lists the TCP and UDP ports to which rules of a chain
-// accept new connections, by destination port (nft's payload match or
-// iptables' tcp/udp match of one port).
-func admittedServices(rules []*nftables.Rule) []Service {
+// admittedServices lists the TCP and UDP ports to which rules of a chain,
+// and of the chains it jumps to, accept new connections, by destination
+// port (nft's payload match or iptables' tcp/udp match of one port).
+func admittedServices(src ruleSource, ch *nftables.Chain, depth int) ([]Service, error) {
+	rules, err := src.rules(ch)
+	if err != nil {
+		return nil, err
+	}
 	var out []Service
 	for _, r := range rules {
+		if _, v := matchRule(r.Exprs, probe{}); (v.kind == "jump" || v.kind == "goto") && depth < 16 {
+			// ufw keeps its services in chains that INPUT jumps to.
+			if target := src.chain(ch.Table, v.chain); target != nil {
+				more, err := admittedServices(src, target, depth+1)
+				if err != nil {
+					return nil, err
+				}
+				for _, s := range more {
+					if !slices.Contains(out, s) {
+						out = append(out, s)
+					}
+				}
+			}
+			continue
+		}
 		s, ok := servicePort(r.Exprs)
 		if !ok {
 			continue
@@ -365,7 +394,7 @@ func admittedServices(rules []*nftables.Rule) []Service {
 			out = append(out, s)
 		}
 	}
-	return out
+	return out, nil
 }
 
 // servicePort finds "tcp dport N" (or udp) in a rule: l4proto compared,

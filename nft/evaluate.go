@@ -27,7 +27,11 @@ type probe struct {
 	dport  uint16 // a control port; 0 for a data connection, whose port is in ports
 	ports  PortRange
 	helper string // the ct helper of the connection (or of its master), "" if none
-	what   string // for people: "new control connections to port 21"
+	// daddrType is the route type of the destination address (fib daddr
+	// type): RTN_LOCAL for a packet to this host, RTN_UNICAST for one
+	// forwarded; 0 when not known.
+	daddrType uint32
+	what      string // for people: "new control connections to port 21"
 }
 
 // tri is a three-valued truth: a static reading cannot always tell.
@@ -208,7 +212,13 @@ func matchRule(exprs []expr.Any, p probe) (tri, verdictOf) {
 				m = and(m, maybe) // a target that may end the chain
 			}
 		case *expr.Counter, *expr.Log, *expr.Immediate:
-		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Dynset, *expr.Fib, *expr.Exthdr, *expr.Socket, *expr.Rt, *expr.Numgen, *expr.Hash:
+		case *expr.Fib:
+			out := reg{unknown: true}
+			if e.ResultADDRTYPE && e.FlagDADDR && !e.FlagSADDR && p.daddrType != 0 {
+				out = reg{data: binary.NativeEndian.AppendUint32(nil, p.daddrType)}
+			}
+			regs[e.Register] = out
+		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Dynset, *expr.Exthdr, *expr.Socket, *expr.Rt, *expr.Numgen, *expr.Hash:
 			m = and(m, maybe)
 		default:
 			m = and(m, maybe)
@@ -340,6 +350,12 @@ func (p probe) xtMatch(e *expr.Match) tri {
 		return p.ctStateMatch(info.ConntrackMtinfoBase, info.StateMask)
 	case *xt.ConntrackMtinfo3:
 		return p.ctStateMatch(info.ConntrackMtinfoBase, info.StateMask)
+	case *xt.AddrType:
+		return p.addrTypeMatch(info.Source, info.Dest, info.InvertDest)
+	case *xt.AddrTypeV1:
+		// XT_ADDRTYPE_INVERT_DEST is 0x2; the flags that limit the match
+		// to an interface (0x4, 0x8) do not change the route type.
+		return p.addrTypeMatch(info.Source, info.Dest, info.Flags&0x2 != 0)
 	case *xt.Tcp:
 		if p.proto != unix.IPPROTO_TCP {
 			return no
@@ -366,6 +382,8 @@ func (p probe) xtMatch(e *expr.Match) tri {
 	switch e.Name {
 	case "comment":
 		return yes
+	case "rt":
+		return no // an IPv6 routing header, which FTP's packets do not carry
 	case "helper":
 		// struct xt_helper_info: int invert; char name[30].
 		if b, ok := e.Info.(*xt.Unknown); ok && len(*b) >= 5 && p.helper != "" {
@@ -378,6 +396,22 @@ func (p probe) xtMatch(e *expr.Match) tri {
 		}
 	}
 	return maybe
+}
+
+// addrTypeMatch evaluates iptables' addrtype match (what nft shows as "fib
+// daddr type"): dest is a mask of route types, bit n for RTN type n.
+func (p probe) addrTypeMatch(source, dest uint16, invert bool) tri {
+	if source != 0 || p.daddrType == 0 {
+		return maybe
+	}
+	if dest == 0 {
+		return yes
+	}
+	in := dest&(1<<p.daddrType) != 0
+	if in != invert {
+		return yes
+	}
+	return no
 }
 
 func (p probe) ctStateMatch(b xt.ConntrackMtinfoBase, mask uint16) tri {

@@ -109,14 +109,16 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 	st.Modified = cur.modified()
 	fillStatus(st, cur)
 	if want == nil {
-		// Compared with what its own configuration builds.
-		if rs, err := Build(st.Config()); err == nil {
-			want = rs
+		// Compared with what its own configuration builds; when its rules
+		// are too few to tell one (a flushed table), with the default.
+		var err error
+		if want, err = Build(st.Config()); err != nil {
+			cfg := DefaultConfig()
+			cfg.Table = table
+			if want, err = Build(cfg); err != nil {
+				return nil, err
+			}
 		}
-	}
-	if want == nil {
-		st.Differences = []string{"the table holds no configuration of ftpnft's (flushed?)"}
-		return st, nil
 	}
 	st.Matches = cur.fingerprint == want.fingerprint()
 	if !st.Matches {

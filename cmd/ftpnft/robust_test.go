@@ -238,7 +238,7 @@ func TestNewUser(t *testing.T) {
 			t.Errorf("ftpnft %q: exit %d, %q", args, code, stdout)
 		}
 	}
-	for _, cmd := range []string{"install", "uninstall", "status", "render", "expectations", "selftest"} {
+	for _, cmd := range []string{"install", "uninstall", "status", "render", "doctor", "expectations", "selftest"} {
 		for _, args := range [][]string{{cmd, "--help"}, {"help", cmd}} {
 			code, stdout, _ := runCLI(args...)
 			if code != exitOK || !strings.HasPrefix(stdout, "Usage: ftpnft "+cmd) || strings.Contains(stdout, "ftpnft selftest            prove") {

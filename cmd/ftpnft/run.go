@@ -689,7 +689,7 @@ func writeStatus(w io.Writer, rep statusReport) {
 	case st.Modified:
 		fmt.Fprintf(w, "table inet %s: installed, changed by hand or by another program since ftpnft wrote it (run install to repair)\n", st.Table)
 	case !rep.Compared && st.Matches:
-		fmt.Fprintf(w, "table inet %s: installed\n", st.Table)
+		fmt.Fprintf(w, "table inet %s: installed, matches the configuration it was installed with\n", st.Table)
 	case st.Matches:
 		fmt.Fprintf(w, "table inet %s: installed, matches the configuration\n", st.Table)
 	default:

@@ -1,0 +1,187 @@
+//go:build netns
+
+package integration
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// doctorJSON runs `ftpnft doctor --json` in srv and returns its exit code
+// and checks.
+func doctorJSON(t *testing.T, srv *Host, args ...string) (int, []map[string]string) {
+	t.Helper()
+	code, stdout, stderr := ftpnft(t, append([]string{"doctor", "--json", "--netns", srv.Path}, args...)...)
+	var out struct {
+		Checks []map[string]string `json:"checks"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &out); err != nil {
+		t.Fatalf("doctor --json: %v\n%s%s", err, stdout, stderr)
+	}
+	return code, out.Checks
+}
+
+// failed lists the details of doctor's failed checks.
+func failed(checks []map[string]string) string {
+	var b strings.Builder
+	for _, c := range checks {
+		if c["status"] == "fail" {
+			b.WriteString(c["detail"] + " | fix: " + c["fix"] + "\n")
+		}
+	}
+	return b.String()
+}
+
+// An iptables-nft INPUT chain as classic scripts write it (policy DROP,
+// ESTABLISHED and port 21 accepted, no RELATED), next to ftpnft: FTP's data
+// connections are dropped by the other table. install warns naming INPUT,
+// doctor fails naming it; once the rule it suggests is added, doctor passes
+// and FTP works. The opposite case first: without the iptables rules FTP
+// works and doctor passes.
+func TestIptablesScriptNextToFtpnft(t *testing.T) {
+	requireTool(t, "iptables-nft")
+	files := testFiles(t)
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, files)
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	if code, checks := doctorJSON(t, srv); code != 0 {
+		t.Fatalf("doctor on a clean namespace: exit %d\n%s", code, failed(checks))
+	}
+
+	for _, rule := range [][]string{
+		{"-P", "INPUT", "DROP"},
+		{"-A", "INPUT", "-m", "state", "--state", "ESTABLISHED", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "tcp", "--dport", "21", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-i", "lo", "-j", "ACCEPT"},
+	} {
+		srv.MustExec(t, "iptables-nft", rule...)
+	}
+	code, stdout, stderr := ftpnft(t, "install", "--netns", srv.Path, "--ports", "21,2121")
+	if code != 0 || !strings.Contains(stderr, "warning: ip filter INPUT (hook input priority 0, iptables-nft) drops RELATED data connections") {
+		t.Fatalf("install next to the script: exit %d\n%s%s", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "drops new control connections to port 2121") || strings.Contains(stderr, "port 21:") {
+		t.Errorf("install's warnings about the control ports:\n%s", stderr)
+	}
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	mustBlock(t, cli, PASV, srv.V4, 21)
+	code, checks := doctorJSON(t, srv)
+	if code != 1 || !strings.Contains(failed(checks), "ip filter INPUT (hook input priority 0, iptables-nft) drops RELATED data connections") {
+		t.Fatalf("doctor next to the script: exit %d\n%s", code, failed(checks))
+	}
+	if _, out, _ := ftpnft(t, "doctor", "--netns", srv.Path); !strings.Contains(out, "[FAIL] other firewall: ip filter INPUT") {
+		t.Errorf("doctor's text:\n%s", out)
+	}
+
+	// The fix doctor gives, as it gives it.
+	fix := ""
+	for _, c := range checks {
+		if c["status"] == "fail" {
+			fix = c["fix"]
+		}
+	}
+	args := strings.Fields(fix)
+	if len(args) < 2 || args[0] != "iptables" {
+		t.Fatalf("fix %q is not an iptables command", fix)
+	}
+	srv.MustExec(t, "iptables-nft", args[1:]...)
+	if code, checks := doctorJSON(t, srv); code != 0 {
+		t.Fatalf("doctor after the fix: exit %d\n%s", code, failed(checks))
+	}
+	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	mustFetch(t, cli, PORT, srv.V4, 21, files)
+}
+
+// ufwHost gives h a private copy of /etc/ufw (ip netns exec bind-mounts
+// /etc/netns/NAME/ufw over /etc/ufw), removed in cleanup.
+func ufwHost(t *testing.T, h *Host) {
+	t.Helper()
+	requireTool(t, "ufw")
+	dir := filepath.Join("/etc/netns", h.Name)
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		os.Remove("/etc/netns") // only when empty
+	})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", "/etc/ufw", dir+"/ufw").CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc/ufw: %v\n%s", err, out)
+	}
+}
+
+// A real ufw (its own rules, in the namespace) that allows FTP's port and
+// SSH: with --policy accept ftpnft only adds the helper, FTP works and
+// doctor passes; with --policy drop install warns that ftpnft's policy
+// drops what ufw admits (SSH).
+func TestUfwNextToFtpnft(t *testing.T) {
+	files := testFiles(t)
+	srv, cli := NewPair(t)
+	ufwHost(t, srv)
+	StartVsftpd(t, srv, 21, files)
+	srv.MustExec(t, "ufw", "allow", "21/tcp")
+	srv.MustExec(t, "ufw", "allow", "22/tcp")
+	srv.MustExec(t, "ufw", "--force", "enable")
+
+	code, stdout, stderr := ftpnft(t, "install", "--netns", srv.Path, "--policy", "accept")
+	if code != 0 || strings.Contains(stderr, "warning") {
+		t.Fatalf("install --policy accept next to ufw: exit %d\n%s%s", code, stdout, stderr)
+	}
+	for _, mode := range Modes {
+		if mode == PASV || mode == PORT {
+			mustFetch(t, cli, mode, srv.V4, 21, files)
+		}
+	}
+	mustFetch(t, cli, EPSV, srv.V6, 21, files)
+	if code, checks := doctorJSON(t, srv); code != 0 {
+		t.Fatalf("doctor next to ufw: exit %d\n%s", code, failed(checks))
+	}
+
+	code, _, stderr = ftpnft(t, "install", "--netns", srv.Path, "--policy", "drop")
+	if code != 0 || !strings.Contains(stderr, "ip filter INPUT (hook input priority 0, ufw) admits new connections to tcp/22, which ftpnft's input chain (policy drop) drops; fix: add --allow tcp/22") {
+		t.Fatalf("install --policy drop next to ufw: exit %d\n%s", code, stderr)
+	}
+
+	// The opposite case: ufw without port 21 drops the control connections.
+	srv.MustExec(t, "ufw", "delete", "allow", "21/tcp")
+	code, checks := doctorJSON(t, srv, "--policy", "accept")
+	if code != 1 || !strings.Contains(failed(checks), "ufw) drops new control connections to port 21") {
+		t.Fatalf("doctor with ufw closed to FTP: exit %d\n%s", code, failed(checks))
+	}
+	mustBlock(t, cli, PASV, srv.V4, 21)
+}
+
+// status tells what is installed without flags; with flags, which keys
+// differ; its exit status says so too.
+func TestStatusInstalledAndCompared(t *testing.T) {
+	RequireRoot(t)
+	h := NewHost(t, "status")
+	if code, out, _ := ftpnft(t, "status", "--netns", h.Path); code != 1 || !strings.Contains(out, "not installed") {
+		t.Fatalf("status before install: exit %d\n%s", code, out)
+	}
+	mustFtpnft(t, "install", "--netns", h.Path, "--policy", "accept", "--allow", "tcp/22")
+	code, out, _ := ftpnft(t, "status", "--netns", h.Path)
+	if code != 0 || !strings.Contains(out, "table inet ftpnft: installed, matches the configuration it was installed with\n") || !strings.Contains(out, "policy:   accept") || !strings.Contains(out, "allow:    tcp/22") {
+		t.Fatalf("status without flags: exit %d\n%s", code, out)
+	}
+	code, out, _ = ftpnft(t, "status", "--netns", h.Path, "--policy", "drop", "--allow", "tcp/22")
+	if code != 1 || !strings.Contains(out, "differs: policy: installed accept, wanted drop") {
+		t.Fatalf("status --policy drop: exit %d\n%s", code, out)
+	}
+	code, out, _ = ftpnft(t, "status", "--netns", h.Path, "--policy", "accept", "--allow", "tcp/22")
+	if code != 0 || !strings.Contains(out, "matches the configuration") {
+		t.Fatalf("status with the installed flags: exit %d\n%s", code, out)
+	}
+	// Someone else's table of the same name: no placeholder fields.
+	mustFtpnft(t, "uninstall", "--netns", h.Path)
+	h.NftApply(t, "add table inet ftpnft\nadd chain inet ftpnft c\n")
+	code, out, _ = ftpnft(t, "status", "--netns", h.Path)
+	if code != 1 || strings.Contains(out, "related:") || strings.Contains(out, "roles:") {
+		t.Fatalf("status of a foreign table: exit %d\n%s", code, out)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // doctorJSON runs `ftpnft doctor --json` in srv and returns its exit code
@@ -183,5 +184,109 @@ func TestStatusInstalledAndCompared(t *testing.T) {
 	code, out, _ = ftpnft(t, "status", "--netns", h.Path)
 	if code != 1 || strings.Contains(out, "related:") || strings.Contains(out, "roles:") {
 		t.Fatalf("status of a foreign table: exit %d\n%s", code, out)
+	}
+}
+
+// firewalldIn runs a real firewalld in h, with a copy of /etc/firewalld of
+// its own and a private D-Bus system bus, and returns a function that runs
+// firewall-cmd against it. Both daemons are stopped and the copy removed in
+// cleanup.
+func firewalldIn(t *testing.T, h *Host) (firewallCmd func(args ...string) string) {
+	t.Helper()
+	requireTool(t, "firewalld")
+	requireTool(t, "dbus-daemon")
+	dir := filepath.Join("/etc/netns", h.Name)
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		os.Remove("/etc/netns")
+	})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", "/etc/firewalld", dir+"/firewalld").CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc/firewalld: %v\n%s", err, out)
+	}
+	tmp := t.TempDir()
+	bus := filepath.Join(tmp, "bus")
+	config := filepath.Join(tmp, "dbus.conf")
+	err := os.WriteFile(config, []byte(`<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN" "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
+<busconfig>
+  <type>system</type>
+  <listen>unix:path=`+bus+`</listen>
+  <auth>EXTERNAL</auth>
+  <policy context="default">
+    <allow user="*"/> <allow own="*"/>
+    <allow send_type="method_call"/> <allow send_type="signal"/> <allow send_type="method_return"/> <allow send_type="error"/>
+    <allow receive_type="method_call"/> <allow receive_type="signal"/> <allow receive_type="method_return"/> <allow receive_type="error"/>
+  </policy>
+</busconfig>
+`), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The bus lives in the namespace too, so that the harness stops it
+	// with the namespace's other processes.
+	h.Start(t, "dbus-daemon", "--config-file="+config, "--nofork", "--nopidfile")
+	env := []string{"DBUS_SYSTEM_BUS_ADDRESS=unix:path=" + bus}
+	deadline := time.Now().Add(10 * time.Second)
+	for _, err := os.Stat(bus); err != nil; _, err = os.Stat(bus) {
+		if time.Now().After(deadline) {
+			t.Fatal("the private D-Bus did not start")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.StartEnv(t, env, "firewalld", "--nofork", "--nopid")
+	firewallCmd = func(args ...string) string {
+		t.Helper()
+		out, stderr, err := h.ExecEnv(t, env, "firewall-cmd", args...)
+		if err != nil {
+			t.Fatalf("firewall-cmd %v: %v\n%s%s", args, err, out, stderr)
+		}
+		return out
+	}
+	for {
+		out, _, _ := h.ExecEnv(t, env, "firewall-cmd", "--state")
+		if strings.TrimSpace(out) == "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("firewalld did not start within 10s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return firewallCmd
+}
+
+// A real firewalld (Debian's package, nftables backend) in the server's
+// namespace: with port 21 closed, doctor fails naming firewalld's chain;
+// with the service opened by firewall-cmd and ftpnft's --policy accept,
+// passive and active FTP work and doctor passes; install --policy drop
+// warns that ftpnft's policy drops what firewalld admits.
+func TestFirewalldNextToFtpnft(t *testing.T) {
+	files := testFiles(t)
+	srv, cli := NewPair(t)
+	firewallCmd := firewalldIn(t, srv)
+	StartVsftpd(t, srv, 21, files)
+
+	code, _, stderr := ftpnft(t, "install", "--netns", srv.Path, "--policy", "accept")
+	if code != 0 || !strings.Contains(stderr, "inet firewalld filter_INPUT (hook input priority 10, firewalld) drops new control connections to port 21") {
+		t.Fatalf("install next to a closed firewalld: exit %d\n%s", code, stderr)
+	}
+	mustBlock(t, cli, PASV, srv.V4, 21)
+	code, checks := doctorJSON(t, srv)
+	if code != 1 || !strings.Contains(failed(checks), "firewalld filter_INPUT") || !strings.Contains(failed(checks), "firewall-cmd --add-port=21/tcp") {
+		t.Fatalf("doctor with port 21 closed in firewalld: exit %d\n%s", code, failed(checks))
+	}
+
+	firewallCmd("--add-service=ftp")
+	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	mustFetch(t, cli, PORT, srv.V4, 21, files)
+	mustFetch(t, cli, EPSV, srv.V6, 21, files)
+	if code, checks := doctorJSON(t, srv); code != 0 {
+		t.Fatalf("doctor with FTP open in firewalld: exit %d\n%s", code, failed(checks))
+	}
+	code, _, stderr = ftpnft(t, "install", "--netns", srv.Path, "--policy", "drop")
+	if code != 0 || !strings.Contains(stderr, "firewalld) admits new connections to tcp/22, which ftpnft's input chain (policy drop) drops") {
+		t.Fatalf("install --policy drop next to firewalld: exit %d\n%s", code, stderr)
 	}
 }

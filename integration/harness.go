@@ -328,6 +328,13 @@ func NewRouted(t testing.TB, outsideRoutes bool) *Routed {
 	return r
 }
 
+// ExecEnv is Exec with extra environment variables ("KEY=VALUE").
+func (h *Host) ExecEnv(t testing.TB, env []string, name string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	o, e, err := h.run(execTimeout, nil, env, name, args...)
+	return string(o), string(e), err
+}
+
 // Exec runs name with args inside the namespace (`ip netns exec`), waits at
 // most 60 seconds and returns its stdout and stderr. The error, if any, names
 // the namespace and the command, wraps the *exec.ExitError (or
@@ -460,7 +467,13 @@ func quoteCommand(name string, args []string) string {
 // and waited for; the harness owns Wait, so callers must not call it.
 func (h *Host) Start(t testing.TB, name string, args ...string) *exec.Cmd {
 	t.Helper()
-	return h.start(t, name, args...).cmd
+	return h.start(t, nil, name, args...).cmd
+}
+
+// StartEnv is Start with extra environment variables ("KEY=VALUE").
+func (h *Host) StartEnv(t testing.TB, env []string, name string, args ...string) *exec.Cmd {
+	t.Helper()
+	return h.start(t, env, name, args...).cmd
 }
 
 // proc is a process started with Start.
@@ -472,7 +485,7 @@ type proc struct {
 	err    error         // Wait's result, valid after done is closed
 }
 
-func (h *Host) start(t testing.TB, name string, args ...string) *proc {
+func (h *Host) start(t testing.TB, env []string, name string, args ...string) *proc {
 	t.Helper()
 	// A file rather than a pipe: vsftpd's session processes inherit the
 	// descriptors, and Wait would block on a pipe until the last one exits.
@@ -482,7 +495,7 @@ func (h *Host) start(t testing.TB, name string, args ...string) *proc {
 	}
 	defer out.Close()
 	cmd := exec.Command("ip", append([]string{"netns", "exec", h.Name, name}, args...)...)
-	cmd.Env = commandEnv(nil)
+	cmd.Env = commandEnv(env)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p := &proc{
@@ -747,7 +760,7 @@ func StartVsftpd(t testing.TB, h *Host, port int, files map[string][]byte) *FTPS
 		t.Fatalf("StartVsftpd: %v", err)
 	}
 	srv := &FTPServer{Host: h, Port: port, Root: root, config: config}
-	srv.proc = h.start(t, "vsftpd", config)
+	srv.proc = h.start(t, nil, "vsftpd", config)
 
 	deadline := time.Now().Add(readyTimeout)
 	filter := fmt.Sprintf("sport = :%d", port)

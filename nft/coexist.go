@@ -86,7 +86,7 @@ func Coexistence(ctx context.Context, cfg Config, opts ...Option) ([]Finding, er
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "coexistence", Err: err}
 	}
-	src := &chainRules{c: c, chains: chains, cache: map[*nftables.Chain][]*nftables.Rule{}}
+	src := &chainRules{c: c, chains: chains, cache: map[*nftables.Chain][]*nftables.Rule{}, sets: map[string][]nftables.SetElement{}}
 	var out []Finding
 	for _, ch := range chains {
 		if ch.Hooknum == nil || ch.Type != nftables.ChainTypeFilter || ch.Table == nil ||
@@ -157,6 +157,7 @@ type chainRules struct {
 	c      *conn
 	chains []*nftables.Chain
 	cache  map[*nftables.Chain][]*nftables.Rule
+	sets   map[string][]nftables.SetElement // by table, name and family; nil: unreadable
 }
 
 func (s *chainRules) rules(ch *nftables.Chain) ([]*nftables.Rule, error) {
@@ -169,6 +170,21 @@ func (s *chainRules) rules(ch *nftables.Chain) ([]*nftables.Rule, error) {
 	}
 	s.cache[ch] = rs
 	return rs, nil
+}
+
+func (s *chainRules) set(t *nftables.Table, name string) []nftables.SetElement {
+	key := t.Name + "\x00" + name + "\x00" + familyName(t.Family)
+	if els, ok := s.sets[key]; ok {
+		return els
+	}
+	var els []nftables.SetElement
+	if set, err := s.c.GetSetByName(t, name); err == nil {
+		if got, err := s.c.GetSetElements(set); err == nil {
+			els = append([]nftables.SetElement{}, got...)
+		}
+	}
+	s.sets[key] = els
+	return els
 }
 
 func (s *chainRules) chain(t *nftables.Table, name string) *nftables.Chain {
@@ -190,6 +206,14 @@ func probesAt(cfg Config, hook string) []probe {
 	var dtype uint32 // where the packets go: this host, or on
 	add := func(p probe) {
 		p.daddrType = dtype
+		// Without DNAT the status bits are known: IPS_EXPECTED (1) for a
+		// related connection, none of interest for a new one.
+		if len(cfg.DNAT) == 0 {
+			p.statusKnown = true
+			if p.state == stateRelated {
+				p.status = 1
+			}
+		}
 		for _, v6 := range families {
 			p.v6 = v6
 			ps = append(ps, p)
@@ -364,7 +388,8 @@ func admittedServices(src ruleSource, ch *nftables.Chain, depth int) ([]Service,
 	}
 	var out []Service
 	for _, r := range rules {
-		if _, v := matchRule(r.Exprs, probe{}); (v.kind == "jump" || v.kind == "goto") && depth < 16 {
+		sets := func(name string) []nftables.SetElement { return src.set(ch.Table, name) }
+		if _, v := matchRule(r.Exprs, probe{}, sets); (v.kind == "jump" || v.kind == "goto") && depth < 16 {
 			// ufw keeps its services in chains that INPUT jumps to.
 			if target := src.chain(ch.Table, v.chain); target != nil {
 				more, err := admittedServices(src, target, depth+1)
@@ -387,7 +412,7 @@ func admittedServices(src ruleSource, ch *nftables.Chain, depth int) ([]Service,
 		if s.Protocol == "udp" {
 			p.proto = unix.IPPROTO_UDP
 		}
-		if m, v := matchRule(r.Exprs, p); m == no || v.kind != "accept" {
+		if m, v := matchRule(r.Exprs, p, sets); m == no || v.kind != "accept" {
 			continue
 		}
 		if !slices.Contains(out, s) {

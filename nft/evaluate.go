@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"slices"
 	"encoding/binary"
 	"fmt"
 
@@ -31,7 +32,11 @@ type probe struct {
 	// type): RTN_LOCAL for a packet to this host, RTN_UNICAST for one
 	// forwarded; 0 when not known.
 	daddrType uint32
-	what      string // for people: "new control connections to port 21"
+	// status is the connection's ct status bits, when known (no NAT:
+	// IPS_EXPECTED for a related connection, nothing for a new one).
+	status      uint32
+	statusKnown bool
+	what        string // for people: "new control connections to port 21"
 }
 
 // tri is a three-valued truth: a static reading cannot always tell.
@@ -55,10 +60,12 @@ type outcome struct {
 	maybeDrop *nftables.Rule
 }
 
-// ruleset is what evaluate reads of another table.
+// ruleSource is what evaluate reads of another table.
 type ruleSource interface {
 	rules(c *nftables.Chain) ([]*nftables.Rule, error)
 	chain(table *nftables.Table, name string) *nftables.Chain
+	// set returns the elements of a set of the table, nil if unreadable.
+	set(table *nftables.Table, name string) []nftables.SetElement
 }
 
 // evaluate walks chain with p, following jumps (to depth 16, as a loop
@@ -71,7 +78,7 @@ func evaluate(src ruleSource, chain *nftables.Chain, p probe, certain bool, dept
 	}
 	var maybeDrop *nftables.Rule
 	for _, r := range rules {
-		m, v := matchRule(r.Exprs, p)
+		m, v := matchRule(r.Exprs, p, func(name string) []nftables.SetElement { return src.set(chain.Table, name) })
 		if m == no || v.kind == "" {
 			continue
 		}
@@ -139,16 +146,18 @@ type verdictOf struct {
 
 // reg is a register's content: known bytes, or not known (nil with
 // unknown), or an interface name that is not "lo", or a port somewhere in
-// a range.
+// a range, or a value known only not to be zero.
 type reg struct {
 	data    []byte
 	unknown bool
 	notLo   bool
 	ports   PortRange
+	nonZero bool
 }
 
 // matchRule says whether the rule's matches hold for p, and its verdict.
-func matchRule(exprs []expr.Any, p probe) (tri, verdictOf) {
+// set returns the elements of a set the rule looks up (nil: unknown).
+func matchRule(exprs []expr.Any, p probe, set func(name string) []nftables.SetElement) (tri, verdictOf) {
 	regs := map[uint32]reg{}
 	m := yes
 	var v verdictOf
@@ -185,7 +194,19 @@ func matchRule(exprs []expr.Any, p probe) (tri, verdictOf) {
 		case *expr.Range:
 			m = and(m, maybe)
 		case *expr.Lookup:
-			m = and(m, maybe) // a set's elements are not read
+			if e.IsDestRegSet {
+				m = and(m, maybe) // a map: its values decide
+				continue
+			}
+			var els []nftables.SetElement
+			if set != nil {
+				els = set(e.SetName)
+			}
+			in := member(regs[e.SourceRegister], els)
+			if e.Invert {
+				in = yes + no - in
+			}
+			m = and(m, in)
 		case *expr.Match:
 			m = and(m, p.xtMatch(e))
 		case *expr.Verdict:
@@ -211,11 +232,16 @@ func matchRule(exprs []expr.Any, p probe) (tri, verdictOf) {
 			default:
 				m = and(m, maybe) // a target that may end the chain
 			}
-		case *expr.Counter, *expr.Log, *expr.Immediate:
+		case *expr.Counter, *expr.Log, *expr.Immediate, *expr.Objref, *expr.Notrack, *expr.Masq, *expr.NAT, *expr.Redir:
 		case *expr.Fib:
 			out := reg{unknown: true}
-			if e.ResultADDRTYPE && e.FlagDADDR && !e.FlagSADDR && p.daddrType != 0 {
+			switch {
+			case e.ResultADDRTYPE && e.FlagDADDR && !e.FlagSADDR && p.daddrType != 0:
 				out = reg{data: binary.NativeEndian.AppendUint32(nil, p.daddrType)}
+			case (e.ResultOIF || e.ResultOIFNAME) && e.FlagSADDR:
+				// A reverse path check (rpfilter): genuine FTP traffic has
+				// a route back to its source.
+				out = reg{nonZero: true}
 			}
 			regs[e.Register] = out
 		case *expr.Limit, *expr.Quota, *expr.Connlimit, *expr.Dynset, *expr.Exthdr, *expr.Socket, *expr.Rt, *expr.Numgen, *expr.Hash:
@@ -254,6 +280,16 @@ func compare(r reg, op expr.CmpOp, data []byte) tri {
 			return yes
 		case lo == no && hi == no && !(op == expr.CmpOpEq && inside):
 			return no
+		}
+		return maybe
+	}
+	if r.nonZero {
+		zero := !slices.ContainsFunc(data, func(b byte) bool { return b != 0 })
+		switch {
+		case zero && op == expr.CmpOpEq:
+			return no
+		case zero && op == expr.CmpOpNeq:
+			return yes
 		}
 		return maybe
 	}
@@ -315,6 +351,10 @@ func (p probe) ct(key expr.CtKey) reg {
 	switch key {
 	case expr.CtKeySTATE:
 		return reg{data: binary.NativeEndian.AppendUint32(nil, p.state)}
+	case expr.CtKeySTATUS:
+		if p.statusKnown {
+			return reg{data: binary.NativeEndian.AppendUint32(nil, p.status)}
+		}
 	case expr.CtKeyHELPER:
 		if p.helper == "" {
 			return reg{unknown: true} // assignment may come after this chain
@@ -434,8 +474,86 @@ func describeRule(r *nftables.Rule) string {
 		return "policy drop"
 	}
 	s := fmt.Sprintf("rule handle %d", r.Handle)
+	if r.Chain != nil && r.Chain.Name != "" {
+		s += " in chain " + r.Chain.Name
+	}
 	if c := ruleComment(r); c != "" {
 		s += fmt.Sprintf(" (comment %q)", c)
 	}
 	return s
+}
+
+// member says whether r is an element of a set with elements els (nil:
+// unknown), exact or, in an interval set, within a range (a start element,
+// then the end element after the range).
+func member(r reg, els []nftables.SetElement) tri {
+	if els == nil {
+		return maybe
+	}
+	type span struct{ lo, hi []byte } // hi exclusive; nil: open
+	var spans []span
+	interval := slices.ContainsFunc(els, func(e nftables.SetElement) bool { return e.IntervalEnd })
+	if interval {
+		sorted := slices.Clone(els)
+		slices.SortFunc(sorted, func(a, b nftables.SetElement) int {
+			if c := bytes.Compare(a.Key, b.Key); c != 0 {
+				return c
+			}
+			if a.IntervalEnd == b.IntervalEnd {
+				return 0
+			}
+			if a.IntervalEnd {
+				return -1
+			}
+			return 1
+		})
+		for i, e := range sorted {
+			if e.IntervalEnd {
+				continue
+			}
+			var hi []byte
+			if i+1 < len(sorted) && sorted[i+1].IntervalEnd {
+				hi = sorted[i+1].Key
+			}
+			spans = append(spans, span{e.Key, hi})
+		}
+	} else {
+		for _, e := range els {
+			next := slices.Clone(e.Key)
+			for i := len(next) - 1; i >= 0; i-- {
+				if next[i]++; next[i] != 0 {
+					break
+				}
+			}
+			spans = append(spans, span{e.Key, next})
+		}
+	}
+	switch {
+	case !r.ports.IsZero():
+		lo := binary.BigEndian.AppendUint16(nil, r.ports.Lo)
+		hi := binary.BigEndian.AppendUint16(nil, r.ports.Hi)
+		for _, sp := range spans {
+			if len(sp.lo) != 2 {
+				return maybe
+			}
+			if bytes.Compare(sp.lo, lo) <= 0 && (sp.hi == nil || bytes.Compare(hi, sp.hi) < 0) {
+				return yes // all of the range is in the set
+			}
+			if bytes.Compare(sp.lo, hi) <= 0 && (sp.hi == nil || bytes.Compare(sp.hi, lo) > 0) {
+				return maybe // some port of the range is in the set
+			}
+		}
+		return no
+	case r.unknown || r.data == nil || r.notLo || r.nonZero:
+		return maybe
+	}
+	for _, sp := range spans {
+		if len(sp.lo) != len(r.data) {
+			return maybe
+		}
+		if bytes.Compare(sp.lo, r.data) <= 0 && (sp.hi == nil || bytes.Compare(r.data, sp.hi) < 0) {
+			return yes
+		}
+	}
+	return no
 }

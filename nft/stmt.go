@@ -29,6 +29,7 @@ var stmtKinds = []stmt{
 	l4proto{}, dport{}, dportRange{}, ctState{}, ctStatusDNAT{}, nfproto{}, daddr{}, fibDaddrLocal{},
 	dnatTo{}, masquerade{}, ctHelperIs{}, ctHelperSet{}, iifname{}, oifname{}, icmpv6Types{},
 	counter{}, verdict{}, saddrIn{}, connLimit{}, rateOver{}, rejectReset{}, jump{},
+	nftraceSet{}, logGroup{}, sport{}, tcpSYN{},
 }
 
 // decodeStmts recognises the statements of a rule read back from the
@@ -660,4 +661,74 @@ func (jump) recognise(e []expr.Any) (stmt, bool) {
 		return nil, false
 	}
 	return jump{v.Chain}, true
+}
+
+// nftraceSet marks the packet for tracing: "meta nftrace set 1". From then
+// on every base chain it passes, in every table, reports it.
+type nftraceSet struct{}
+
+func (nftraceSet) text() string { return "meta nftrace set 1" }
+func (nftraceSet) exprs() []expr.Any {
+	return []expr.Any{
+		&expr.Immediate{Register: 1, Data: []byte{1}},
+		&expr.Meta{Key: expr.MetaKeyNFTRACE, SourceRegister: true, Register: 1},
+	}
+}
+func (nftraceSet) recognise(e []expr.Any) (stmt, bool) {
+	m, ok := at[*expr.Meta](e, 1)
+	return nftraceSet{}, ok && m.Key == expr.MetaKeyNFTRACE
+}
+
+// logGroup copies the packet to userspace through nfnetlink_log: "log
+// group 7".
+type logGroup struct{ group uint16 }
+
+func (s logGroup) text() string { return fmt.Sprintf("log group %d", s.group) }
+func (s logGroup) exprs() []expr.Any {
+	return []expr.Any{&expr.Log{Key: 1 << unix.NFTA_LOG_GROUP, Group: s.group}}
+}
+func (logGroup) recognise(e []expr.Any) (stmt, bool) {
+	l, ok := at[*expr.Log](e, 0)
+	if !ok {
+		return nil, false
+	}
+	return logGroup{l.Group}, true
+}
+
+// sport matches a TCP or UDP source port: "tcp sport 21".
+type sport struct {
+	proto string
+	port  uint16
+}
+
+func (s sport) text() string { return fmt.Sprintf("%s sport %d", s.proto, s.port) }
+func (s sport) exprs() []expr.Any {
+	return append(l4proto{s.proto}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.port)},
+	)
+}
+func (sport) recognise(e []expr.Any) (stmt, bool) {
+	p, ok := l4proto{}.recognise(e)
+	if !ok {
+		return nil, false
+	}
+	return sport{p.(l4proto).proto, be16(cmpData(e, 3))}, true
+}
+
+// tcpSYN matches the packets of TCP that carry SYN (a connection's first
+// packet, and its answer): "tcp flags & syn == syn".
+type tcpSYN struct{}
+
+func (tcpSYN) text() string { return "tcp flags & syn == syn" }
+func (tcpSYN) exprs() []expr.Any {
+	return append(l4proto{"tcp"}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x02}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+	)
+}
+func (tcpSYN) recognise(e []expr.Any) (stmt, bool) {
+	p, ok := at[*expr.Payload](e, 2)
+	return tcpSYN{}, ok && p.Offset == 13
 }

@@ -33,6 +33,9 @@ const (
 // firewalls, the conntrack tables and the sysctls. Exit 0 when no check
 // failed, 1 when one did.
 func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
+	if o.trace {
+		return runTrace(ctx, o, stdout, stderr)
+	}
 	var checks []check
 	add := func(c check) { checks = append(checks, c) }
 

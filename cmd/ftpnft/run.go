@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ftpnft/ftpnft/conntrack"
 	"github.com/ftpnft/ftpnft/helper"
@@ -116,6 +117,8 @@ type cliOptions struct {
 	netns    string // path, "" for the current namespace
 	compare  bool   // the configuration was given (flags or --config): status compares
 	netnsArg string // --netns as given
+	trace    bool   // doctor --trace
+	traceFor time.Duration
 	cfg      nft.Config
 	ruleset  *nft.Ruleset
 	dryRun   bool
@@ -180,6 +183,10 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	if cmd == "status" || cmd == "doctor" {
 		fs.BoolVar(&o.json, "json", false, "")
+	}
+	if cmd == "doctor" {
+		fs.BoolVar(&o.trace, "trace", false, "")
+		fs.DurationVar(&o.traceFor, "for", 0, "")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, flagError(fs, err)
@@ -257,6 +264,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, at("conn-rate", err)
 			}
 		}
+	}
+	if o.traceFor < 0 || o.traceFor > 0 && !o.trace {
+		return nil, fmt.Errorf("--for %s: want a positive duration such as 10m, with --trace", o.traceFor)
 	}
 	rs, err := nft.Build(o.cfg)
 	if err != nil {

@@ -1,0 +1,144 @@
+//go:build netns
+
+package integration
+
+import (
+	"bufio"
+	"encoding/json"
+	"io"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// traceCLI runs `ftpnft doctor --trace --json` for srv (with extra flags)
+// and returns once it traces. stop interrupts it (SIGINT), checks that it
+// exits 0 and that the trace table is gone, and returns the story lines.
+func traceCLI(t *testing.T, srv *Host, args ...string) (stop func() []map[string]string) {
+	t.Helper()
+	cmd := exec.Command(ftpnftBin, append([]string{"doctor", "--trace", "--json", "--netns", srv.Path}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	errPipe, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	var mu sync.Mutex
+	var lines []map[string]string
+	var stderr strings.Builder
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		dec := json.NewDecoder(out)
+		for {
+			var l map[string]string
+			if err := dec.Decode(&l); err != nil {
+				return
+			}
+			mu.Lock()
+			lines = append(lines, l)
+			mu.Unlock()
+		}
+	}()
+	ready := make(chan struct{})
+	go func() {
+		s := bufio.NewScanner(errPipe)
+		for s.Scan() {
+			mu.Lock()
+			stderr.WriteString(s.Text() + "\n")
+			mu.Unlock()
+			if strings.Contains(s.Text(), "tracing FTP sessions") {
+				close(ready)
+			}
+		}
+		io.Copy(io.Discard, errPipe)
+	}()
+	select {
+	case <-ready:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("trace did not start:\n%s", stderr.String())
+	}
+	return func() []map[string]string {
+		t.Helper()
+		time.Sleep(600 * time.Millisecond) // the last packets' verdicts
+		cmd.Process.Signal(syscall.SIGINT)
+		done := make(chan error, 1)
+		go func() { <-readDone; done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("trace after SIGINT: %v\n%s", err, stderr.String())
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("trace did not stop within 5s of SIGINT")
+		}
+		if tables := srv.MustExec(t, "nft", "list", "tables"); strings.Contains(tables, "ftpnft-trace") {
+			t.Fatalf("the trace table is left behind:\n%s", tables)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return lines
+	}
+}
+
+// storyText joins story lines, one a line, with their fixes.
+func storyText(lines []map[string]string) string {
+	var b strings.Builder
+	for _, l := range lines {
+		b.WriteString(l["event"] + ": " + l["detail"])
+		if l["fix"] != "" {
+			b.WriteString(" | fix: " + l["fix"])
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// An iptables script that accepts ESTABLISHED and port 21 only: the trace
+// of a real curl passive listing tells the story to the drop, naming INPUT
+// and its policy, with iptables' fix. Without the script, the story ends
+// in "admitted".
+func TestTraceNamesTheDrop(t *testing.T) {
+	requireTool(t, "iptables-nft")
+	srv, cli := ftpPair(t)
+	stateless := func() string { return srv.MustExec(t, "nft", "-s", "list", "ruleset") } // counters aside
+	before := stateless()
+	stop := traceCLI(t, srv)
+	if _, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/hello.txt"), okTimeout); err != nil {
+		t.Fatal(err)
+	}
+	story := storyText(stop())
+	for _, want := range []string{"control connection opened (new)", "the ftp helper was assigned by inet ftpnft", `server said "227 Entering Passive Mode`, "the helper expects", "(related): admitted"} {
+		if !strings.Contains(story, want) {
+			t.Errorf("story of a working session lacks %q:\n%s", want, story)
+		}
+	}
+	if after := stateless(); after != before {
+		t.Fatalf("the trace changed the ruleset:\n--- before\n%s\n--- after\n%s", before, after)
+	}
+
+	for _, rule := range [][]string{
+		{"-P", "INPUT", "DROP"},
+		{"-A", "INPUT", "-m", "state", "--state", "ESTABLISHED", "-j", "ACCEPT"},
+		{"-A", "INPUT", "-p", "tcp", "--dport", "21", "-j", "ACCEPT"},
+	} {
+		srv.MustExec(t, "iptables-nft", rule...)
+	}
+	stop = traceCLI(t, srv)
+	if _, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/"), blockedTimeout); err == nil {
+		t.Fatal("the passive listing worked behind the script")
+	}
+	story = storyText(stop())
+	if !strings.Contains(story, "(related): dropped by ip filter INPUT policy | fix: iptables -I INPUT -m conntrack --ctstate RELATED -m helper --helper ftp -j ACCEPT") {
+		t.Fatalf("story behind the script:\n%s", story)
+	}
+}

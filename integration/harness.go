@@ -20,6 +20,7 @@ import (
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -729,6 +730,13 @@ type FTPServer struct {
 // it does not within 10 seconds. vsftpd is stopped in t.Cleanup.
 func StartVsftpd(t testing.TB, h *Host, port int, files map[string][]byte) *FTPServer {
 	t.Helper()
+	return StartVsftpdWith(t, h, port, files)
+}
+
+// StartVsftpdWith is StartVsftpd with configuration lines ("key=value")
+// that replace or add to the defaults: pasv_address, ssl_enable, ...
+func StartVsftpdWith(t testing.TB, h *Host, port int, files map[string][]byte, options ...string) *FTPServer {
+	t.Helper()
 	requireTool(t, "vsftpd")
 	if port <= 0 || port > math.MaxUint16 {
 		t.Fatalf("StartVsftpd: bad port %d", port)
@@ -756,7 +764,7 @@ func StartVsftpd(t testing.TB, h *Host, port int, files map[string][]byte) *FTPS
 	}
 
 	config := filepath.Join(dir, "vsftpd.conf")
-	if err := os.WriteFile(config, []byte(vsftpdConfig(t, port, root, empty)), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(vsftpdConfig(t, port, root, empty, options)), 0o600); err != nil {
 		t.Fatalf("StartVsftpd: %v", err)
 	}
 	srv := &FTPServer{Host: h, Port: port, Root: root, config: config}
@@ -792,7 +800,7 @@ func StartVsftpd(t testing.TB, h *Host, port int, files map[string][]byte) *FTPS
 //   - short accept/connect timeouts: a blocked data connection ends the
 //     session in 15 s instead of 60 s;
 //   - ftp_username/nopriv_user: existing unprivileged users, checked here.
-func vsftpdConfig(t testing.TB, port int, root, empty string) string {
+func vsftpdConfig(t testing.TB, port int, root, empty string, options []string) string {
 	t.Helper()
 	anonUser := existingUser(t, "ftp", "nobody")
 	noprivUser := existingUser(t, "nobody", anonUser)
@@ -823,6 +831,15 @@ func vsftpdConfig(t testing.TB, port int, root, empty string) string {
 		"connect_timeout=15",
 		"data_connection_timeout=60",
 		"idle_session_timeout=60",
+	}
+	for _, o := range options {
+		key, _, _ := strings.Cut(o, "=")
+		i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, key+"=") })
+		if i < 0 {
+			lines = append(lines, o)
+		} else {
+			lines[i] = o
+		}
 	}
 	return strings.Join(lines, "\n") + "\n"
 }

@@ -5,8 +5,10 @@ package integration
 import (
 	"bufio"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -140,5 +142,91 @@ func TestTraceNamesTheDrop(t *testing.T) {
 	story = storyText(stop())
 	if !strings.Contains(story, "(related): dropped by ip filter INPUT policy | fix: iptables -I INPUT -m conntrack --ctstate RELATED -m helper --helper ftp -j ACCEPT") {
 		t.Fatalf("story behind the script:\n%s", story)
+	}
+}
+
+// A server behind cloud-style 1:1 NAT: a NAT namespace forwards a public
+// address's port 21 and passive range to the server, without any helper,
+// and vsftpd advertises the public address (pasv_address). The server's
+// ftp helper (loose=0) records no expectation for an address that is not
+// the control connection's, so the passive listing fails through ftpnft's
+// policy drop; the trace names the advertised address and suggests
+// --passive-ports, and that fix makes it work.
+func TestTracePasvAddressBehindNAT(t *testing.T) {
+	RequireRoot(t)
+	files := testFiles(t)
+	r := NewRouted(t, false)
+	public := r.RouterOutside[0]
+	r.Router.NftApply(t, `table ip nat {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		ip daddr `+public.String()+` tcp dport { 21, 50000-50010 } dnat to 203.0.113.2
+	}
+}`)
+	srv, cli := r.Inner, r.Outside
+	StartVsftpdWith(t, srv, 21, files, "pasv_address="+public.String(), "pasv_min_port=50000", "pasv_max_port=50010", "listen_ipv6=NO", "listen=YES")
+	mustFtpnft(t, "install", "--netns", srv.Path)
+
+	stop := traceCLI(t, srv)
+	if _, err := Curl(t, cli, PASV, URL(public, 21, "/"), blockedTimeout); err == nil {
+		t.Fatal("the passive listing worked without the passive range")
+	}
+	story := storyText(stop())
+	t.Logf("story:\n%s", story)
+	for _, want := range []string{
+		"the server advertises " + public.String() + ", not 203.0.113.2, its address on the control connection",
+		"ftpnft install --passive-ports LO-HI with the server's passive range, which includes port 500",
+		"(new): dropped by inet ftpnft input policy",
+	} {
+		if !strings.Contains(story, want) {
+			t.Errorf("story lacks %q:\n%s", want, story)
+		}
+	}
+	// The fix, as the trace gives it.
+	mustFtpnft(t, "install", "--netns", srv.Path, "--passive-ports", "50000-50010")
+	mustFetch(t, cli, PASV, public, 21, files)
+}
+
+// FTPS: vsftpd with TLS (a throwaway certificate) and curl --ssl-reqd. The
+// helper cannot read the encrypted control channel: the passive listing
+// fails through ftpnft alone; the trace says FTPS and suggests
+// --passive-ports, and that makes it work.
+func TestTraceFTPS(t *testing.T) {
+	requireTool(t, "openssl")
+	files := testFiles(t)
+	srv, cli := NewPair(t)
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if out, err := exec.Command("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+		"-subj", "/CN=ftpnft-test", "-keyout", key, "-out", cert).CombinedOutput(); err != nil {
+		t.Fatalf("openssl: %v\n%s", err, out)
+	}
+	StartVsftpdWith(t, srv, 21, files, "ssl_enable=YES", "allow_anon_ssl=YES", "force_anon_logins_ssl=YES",
+		"force_anon_data_ssl=YES", "rsa_cert_file="+cert, "rsa_private_key_file="+key, "require_ssl_reuse=NO",
+		"pasv_min_port=50000", "pasv_max_port=50010")
+	mustFtpnft(t, "install", "--netns", srv.Path)
+
+	ftps := func(timeout time.Duration) error {
+		_, stderr, err := cli.run(timeout+2*time.Second, nil, nil, "curl", "--ssl-reqd", "-k", "-s", "--disable-epsv",
+			"--max-time", seconds(timeout), URL(srv.V4, 21, "/"))
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, stderr)
+		}
+		return nil
+	}
+	stop := traceCLI(t, srv)
+	if err := ftps(blockedTimeout); err == nil {
+		t.Fatal("the FTPS listing worked through the helper alone")
+	}
+	story := storyText(stop())
+	t.Logf("story:\n%s", story)
+	for _, want := range []string{"FTPS; the helper cannot read the encrypted control channel", "--passive-ports LO-HI"} {
+		if !strings.Contains(story, want) {
+			t.Errorf("story lacks %q:\n%s", want, story)
+		}
+	}
+	mustFtpnft(t, "install", "--netns", srv.Path, "--passive-ports", "50000-50010")
+	if err := ftps(okTimeout); err != nil {
+		t.Fatalf("FTPS with the passive range open: %v", err)
 	}
 }

@@ -165,6 +165,14 @@ did, 2 for usage.
 
 Flags:
 ` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + `  --json              print {"checks":[{"name","status","detail","fix"}]}
+  --trace             instead of the checks, follow the FTP sessions that start
+                      now through every table and tell each one's story, to
+                      "admitted" or "dropped by ..." and the fix, until Ctrl-C;
+                      --json: one object a line {"session","event","detail","fix"}.
+                      A temporary table inet ftpnft-trace marks FTP's packets
+                      (nftrace) and copies the control channel (log group
+                      4742); it is removed when the trace ends
+  --for DURATION      (with --trace) stop after DURATION, such as 10m
 ` + "\n" + exitStatus,
 	"render": `Usage: ftpnft render [flags]
 

@@ -240,10 +240,13 @@ func (t *tracer) dataFix(s *session, state string, table [3]string) string {
 
 func (t *tracer) passiveFix() string {
 	if len(t.ports) == 0 {
-		return "--passive-ports LO-HI with the server's passive range (vsftpd: pasv_min_port and pasv_max_port)"
+		return "ftpnft install --passive-ports LO-HI with the server's passive range (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)"
 	}
-	lo, hi := slices.Min(t.ports), slices.Max(t.ports)
-	return fmt.Sprintf("ftpnft install --passive-ports LO-HI with the server's passive range, which holds %d-%d (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)", lo, hi)
+	named := fmt.Sprintf("port %d", t.ports[0])
+	if lo, hi := slices.Min(t.ports), slices.Max(t.ports); lo != hi {
+		named = fmt.Sprintf("ports %d to %d", lo, hi)
+	}
+	return fmt.Sprintf("ftpnft install --passive-ports LO-HI with the server's passive range, which includes %s (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)", named)
 }
 
 func (t *tracer) portsFlag() string {
@@ -357,7 +360,7 @@ func (t *tracer) announce(s *session, a announcement, said string) {
 		t.ports = append(t.ports, a.port)
 		if a.addr != s.server.Addr().Unmap() && a.addr != s.server.Addr() {
 			s.mismatch = true
-			t.line(s, "reply", fmt.Sprintf("the server advertises %s, not %s, the address the client connected to (a server behind NAT with pasv_address?): the ftp helper (loose=0) records no expectation for it", a.addr, s.server.Addr()), t.passiveFix())
+			t.line(s, "reply", fmt.Sprintf("the server advertises %s, not %s, its address on the control connection (a server behind NAT with pasv_address?): the ftp helper (loose=0) records no expectation for it", a.addr, s.server.Addr()), t.passiveFix())
 		}
 	}
 }

@@ -49,37 +49,64 @@ var sysctlFiles = []struct {
 }
 
 // ReadSysctls reads the sysctls of the network namespace at netnsPath, or
-// of the caller's own when it is "". /proc/sys/net shows the namespace of
-// the thread that opens a file, so the files of another namespace are read
-// by a goroutine on a thread of its own that enters the namespace; the
-// thread is never returned to Go's pool (it ends with the goroutine), and
-// the caller's thread never changes namespace.
+// of the caller's own when it is "".
 func ReadSysctls(netnsPath string) (Sysctls, error) {
+	var s Sysctls
+	err := inNetNS(netnsPath, func() (err error) {
+		s, err = readSysctls()
+		return err
+	})
+	return s, err
+}
+
+// LegacyTables lists the tables of iptables-legacy (x_tables) in use in
+// the network namespace at netnsPath (or the caller's, for ""), such as
+// "ip filter": their chains run at the same hooks as nftables' base chains,
+// and their rules are no nftables rules. iptables-nft's tables are not
+// among them. The kernel lists them in /proc/net/{ip,ip6,arp}_tables_names
+// of each namespace.
+func LegacyTables(netnsPath string) ([]string, error) {
+	var out []string
+	err := inNetNS(netnsPath, func() error {
+		for _, f := range []struct{ family, file string }{{"ip", "ip_tables_names"}, {"ip6", "ip6_tables_names"}, {"arp", "arp_tables_names"}} {
+			names, err := readValue(filepath.Join("/proc/thread-self/net", f.file), "legacy tables")
+			if err != nil {
+				return err
+			}
+			for _, n := range strings.Fields(names) {
+				out = append(out, f.family+" "+n)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// inNetNS runs f in the network namespace at netnsPath, or at once for
+// "": /proc/sys/net and /proc/thread-self/net show the namespace of the
+// thread that opens a file, so f runs on a goroutine whose thread enters
+// the namespace and is never returned to Go's pool (it ends with the
+// goroutine); the caller's thread never changes namespace.
+func inNetNS(netnsPath string, f func() error) error {
 	if netnsPath == "" {
-		return readSysctls()
+		return f()
 	}
-	type result struct {
-		s   Sysctls
-		err error
-	}
-	done := make(chan result, 1)
+	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		f, err := os.Open(netnsPath)
+		ns, err := os.Open(netnsPath)
 		if err != nil {
-			done <- result{err: fmt.Errorf("read sysctls: %w", err)}
+			done <- fmt.Errorf("enter network namespace: %w", err)
 			return
 		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			done <- result{err: fmt.Errorf("read sysctls: enter %s: %w", netnsPath, err)}
+		defer ns.Close()
+		if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
+			done <- fmt.Errorf("enter network namespace %s: %w", netnsPath, err)
 			return
 		}
-		s, err := readSysctls()
-		done <- result{s, err}
+		done <- f()
 	}()
-	r := <-done
-	return r.s, r.err
+	return <-done
 }
 
 func readSysctls() (Sysctls, error) {

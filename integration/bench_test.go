@@ -18,6 +18,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -422,6 +423,39 @@ func BenchmarkTransfer(b *testing.B) {
 	install := func(args ...string) func() {
 		return func() { srv.MustExec(b, ftpnftBin, append([]string{"install"}, args...)...) }
 	}
+	// A trace of other FTP traffic (port 2121) running beside the
+	// transfer: what doctor --trace costs the traffic it does not follow.
+	var tracing *exec.Cmd
+	traceOther := func() {
+		install()()
+		tracing = exec.Command(ftpnftBin, "doctor", "--trace", "--ports", "2121", "--netns", srv.Path)
+		errPipe, err := tracing.StderrPipe()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := tracing.Start(); err != nil {
+			b.Fatal(err)
+		}
+		line, err := bufio.NewReader(errPipe).ReadString('\n')
+		if err != nil || !strings.Contains(line, "tracing FTP sessions") {
+			b.Fatalf("trace did not start: %q, %v", line, err)
+		}
+		go io.Copy(io.Discard, errPipe)
+	}
+	stopTrace := func() {
+		if tracing != nil {
+			tracing.Process.Signal(syscall.SIGINT)
+			if err := tracing.Wait(); err != nil {
+				b.Fatalf("trace: %v", err)
+			}
+			tracing = nil
+		}
+	}
+	b.Cleanup(func() {
+		if tracing != nil {
+			tracing.Process.Kill()
+		}
+	})
 	states := []struct {
 		name string
 		set  func() // from an empty ruleset
@@ -432,6 +466,7 @@ func BenchmarkTransfer(b *testing.B) {
 		}},
 		{"ruleset", install()},
 		{"allowlist-10000", install("--source", cli.V4.String(), "--source-file", sources)},
+		{"ruleset-trace-other", traceOther},
 	}
 	download := func(state string) float64 {
 		out := cli.MustExec(b, "curl", "-q", "--silent", "--show-error", "--ftp-pasv", "--disable-epsv",
@@ -455,6 +490,9 @@ func BenchmarkTransfer(b *testing.B) {
 				states[i].set()
 				b.StartTimer()
 				speeds[i] = append(speeds[i], download(states[i].name))
+				b.StopTimer()
+				stopTrace()
+				b.StartTimer()
 			}
 			turn++
 		}

@@ -290,3 +290,32 @@ func TestFirewalldNextToFtpnft(t *testing.T) {
 		t.Fatalf("install --policy drop next to firewalld: exit %d\n%s", code, stderr)
 	}
 }
+
+// Tables of iptables-legacy are no nftables tables: ftpnft cannot read
+// their rules, and says so (doctor warns, install warns on stderr); a
+// namespace without them is ok.
+func TestIptablesLegacyIsNamed(t *testing.T) {
+	requireTool(t, "iptables-legacy")
+	h := NewHost(t, "legacy")
+	mustFtpnft(t, "install", "--netns", h.Path)
+	_, checks := doctorJSON(t, h)
+	status := func() string {
+		for _, c := range checks {
+			if c["name"] == "iptables-legacy" {
+				return c["status"] + ": " + c["detail"]
+			}
+		}
+		return ""
+	}
+	if got := status(); got != "ok: no iptables-legacy tables in use" {
+		t.Fatalf("without legacy tables: %q", got)
+	}
+	h.MustExec(t, "iptables-legacy", "-A", "INPUT", "-p", "tcp", "--dport", "2", "-j", "ACCEPT")
+	_, checks = doctorJSON(t, h)
+	if got := status(); !strings.HasPrefix(got, "warn: iptables-legacy tables in use (ip filter)") {
+		t.Fatalf("with a legacy table: %q", got)
+	}
+	if _, _, stderr := ftpnft(t, "install", "--netns", h.Path); !strings.Contains(stderr, "warning: iptables-legacy tables in use (ip filter)") {
+		t.Fatalf("install with a legacy table: %s", stderr)
+	}
+}

@@ -66,6 +66,7 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 		add(c)
 	}
 
+	add(legacyCheck(o.netns))
 	sys, err := helper.ReadSysctls(o.netns)
 	if err != nil {
 		add(check{Name: "sysctls", Status: statusWarn, Detail: err.Error()})
@@ -303,4 +304,24 @@ func sysctlChecks(s helper.Sysctls, cfg nft.Config) []check {
 	}
 	out = append(out, ac)
 	return out
+}
+
+// legacyCheck: tables of iptables-legacy decide FTP's packets at the same
+// hooks, and their rules cannot be read over nftables' netlink.
+func legacyCheck(netns string) check {
+	c := check{Name: "iptables-legacy", Status: statusOK, Detail: "no iptables-legacy tables in use"}
+	tables, err := helper.LegacyTables(netns)
+	switch {
+	case err != nil:
+		c.Status, c.Detail = statusWarn, "could not list iptables-legacy tables: "+err.Error()
+	case len(tables) > 0:
+		c.Status = statusWarn
+		c.Detail = legacyWarning(tables)
+		c.Fix = "check that they accept the control ports and RELATED connections (iptables-legacy -S, ip6tables-legacy -S), or move their rules to iptables-nft"
+	}
+	return c
+}
+
+func legacyWarning(tables []string) string {
+	return "iptables-legacy tables in use (" + strings.Join(tables, ", ") + "): their chains decide FTP's packets too, and ftpnft cannot read their rules"
 }

@@ -576,6 +576,9 @@ func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, roles %s, policy %s%s\n",
 		o.cfg.Table, what, nft.HelperObject, join(o.cfg.Ports), join(o.cfg.Roles), o.cfg.Policy, natSummary(o.cfg.DNAT, o.cfg.Masquerade))
 	warnCoexistence(stderr, o.cmd, coexistence(ctx, o.cfg, o.nftOptions()))
+	if tables, err := helper.LegacyTables(o.netns); err == nil && len(tables) > 0 {
+		fmt.Fprintf(stderr, "ftpnft %s: warning: %s\n", o.cmd, legacyWarning(tables))
+	}
 	return exitOK
 }
 
@@ -663,6 +666,9 @@ func status(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	}
 	rep := statusReport{Status: st, Compared: o.compare, ConfigDifferences: []nft.KeyDifference{},
 		Kernel: capa, Warnings: warnings(st, capa), Coexistence: []nft.Finding{}}
+	if tables, err := helper.LegacyTables(o.netns); err == nil && len(tables) > 0 {
+		rep.Warnings = append(rep.Warnings, legacyWarning(tables))
+	}
 	if st.Installed && st.Owned {
 		if o.compare {
 			rep.ConfigDifferences = append(rep.ConfigDifferences, nft.Compare(st.Config(), o.cfg)...)

@@ -95,11 +95,7 @@ func (n *namespace) gone() error {
 // socket opens a netlink socket to nfnetlink in the namespace, for dumps and
 // events that this package reads itself.
 func (n *namespace) socket() (*netlink.Conn, error) {
-	cfg := &netlink.Config{}
-	if n.fd >= 0 {
-		cfg.NetNS = n.fd
-	}
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	nc, err := nlio.DialNetfilter(n.fd)
 	if err != nil {
 		return nil, &Error{Op: "connect to conntrack", Err: unsupported(err)}
 	}
@@ -142,11 +138,7 @@ func (n *namespace) subscribe(groups []netfilter.NetlinkGroup, readBuffer int) (
 // decodes connections, dialling it when first needed.
 func (n *namespace) conn() (*ct.Conn, error) {
 	if n.query == nil {
-		cfg := &netlink.Config{}
-		if n.fd >= 0 {
-			cfg.NetNS = n.fd
-		}
-		c, err := ct.Dial(cfg)
+		c, err := ct.Dial(nlio.Config(n.fd))
 		if err != nil {
 			return nil, &Error{Op: "connect to conntrack", Err: unsupported(err)}
 		}

@@ -28,7 +28,16 @@ import (
 // on standard error so far. The test's cleanup kills it.
 func startWatch(t testing.TB, ns *Host, stdout io.Writer) (cmd *exec.Cmd, done <-chan error, stderr func() string) {
 	t.Helper()
-	cmd = exec.Command(ftpnftBin, "expectations", "--watch", "--json", "--netns", ns.Path)
+	return startCLI(t, stdout, "watching expectations", "expectations", "--watch", "--json", "--netns", ns.Path)
+}
+
+// startCLI starts ftpnft with args, writing its standard output to
+// stdout, and returns once a line of its standard error contains ready.
+// done receives the result of its Wait; stderr returns what it has printed
+// on standard error so far. The test's cleanup kills it.
+func startCLI(t testing.TB, stdout io.Writer, ready string, args ...string) (cmd *exec.Cmd, done <-chan error, stderr func() string) {
+	t.Helper()
+	cmd = exec.Command(ftpnftBin, args...)
 	cmd.Stdout = stdout
 	errPipe, err := cmd.StderrPipe()
 	if err != nil {
@@ -46,25 +55,26 @@ func startWatch(t testing.TB, ns *Host, stdout io.Writer) (cmd *exec.Cmd, done <
 		return errText.String()
 	}
 	exited := make(chan error, 1)
-	ready := make(chan struct{})
+	isReady := make(chan struct{})
+	var once sync.Once
 	go func() {
 		s := bufio.NewScanner(errPipe)
 		for s.Scan() {
 			mu.Lock()
 			errText.WriteString(s.Text() + "\n")
 			mu.Unlock()
-			if strings.Contains(s.Text(), "watching expectations") {
-				close(ready)
+			if strings.Contains(s.Text(), ready) {
+				once.Do(func() { close(isReady) })
 			}
 		}
 		exited <- cmd.Wait()
 	}()
 	select {
-	case <-ready:
+	case <-isReady:
 	case err := <-exited:
-		t.Fatalf("watch exited early: %v\n%s", err, stderr())
+		t.Fatalf("ftpnft %q exited early: %v\n%s", args, err, stderr())
 	case <-time.After(10 * time.Second):
-		t.Fatal("watch did not become ready")
+		t.Fatalf("ftpnft %q did not become ready", args)
 	}
 	return cmd, exited, stderr
 }

@@ -3,14 +3,12 @@
 package integration
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,73 +19,39 @@ import (
 // exits 0 and that the trace table is gone, and returns the story lines.
 func traceCLI(t *testing.T, srv *Host, args ...string) (stop func() []map[string]string) {
 	t.Helper()
-	cmd := exec.Command(ftpnftBin, append([]string{"doctor", "--trace", "--json", "--netns", srv.Path}, args...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	errPipe, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill() })
-	var mu sync.Mutex
+	pr, pw := io.Pipe()
 	var lines []map[string]string
-	var stderr strings.Builder
-	readDone := make(chan struct{})
+	decoded := make(chan struct{})
 	go func() {
-		defer close(readDone)
-		dec := json.NewDecoder(out)
+		defer close(decoded)
+		dec := json.NewDecoder(pr)
 		for {
 			var l map[string]string
 			if err := dec.Decode(&l); err != nil {
+				io.Copy(io.Discard, pr)
 				return
 			}
-			mu.Lock()
 			lines = append(lines, l)
-			mu.Unlock()
 		}
 	}()
-	ready := make(chan struct{})
-	go func() {
-		s := bufio.NewScanner(errPipe)
-		for s.Scan() {
-			mu.Lock()
-			stderr.WriteString(s.Text() + "\n")
-			mu.Unlock()
-			if strings.Contains(s.Text(), "tracing FTP sessions") {
-				close(ready)
-			}
-		}
-		io.Copy(io.Discard, errPipe)
-	}()
-	select {
-	case <-ready:
-	case <-time.After(10 * time.Second):
-		t.Fatalf("trace did not start:\n%s", stderr.String())
-	}
+	cmd, done, stderr := startCLI(t, pw, "tracing FTP sessions", append([]string{"doctor", "--trace", "--json", "--netns", srv.Path}, args...)...)
 	return func() []map[string]string {
 		t.Helper()
 		time.Sleep(600 * time.Millisecond) // the last packets' verdicts
 		cmd.Process.Signal(syscall.SIGINT)
-		done := make(chan error, 1)
-		go func() { <-readDone; done <- cmd.Wait() }()
 		select {
 		case err := <-done:
 			if err != nil {
-				t.Fatalf("trace after SIGINT: %v\n%s", err, stderr.String())
+				t.Fatalf("trace after SIGINT: %v\n%s", err, stderr())
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("trace did not stop within 5s of SIGINT")
 		}
+		pw.Close()
+		<-decoded
 		if tables := srv.MustExec(t, "nft", "list", "tables"); strings.Contains(tables, "ftpnft-trace") {
 			t.Fatalf("the trace table is left behind:\n%s", tables)
 		}
-		mu.Lock()
-		defer mu.Unlock()
 		return lines
 	}
 }

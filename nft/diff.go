@@ -18,78 +18,75 @@ func differences(cur *installed, want *Ruleset) []string {
 	var d []string
 	add := func(format string, args ...any) { d = append(d, fmt.Sprintf(format, args...)) }
 
-	curHelpers := map[string]Helper{}
-	for _, h := range cur.Helpers {
-		curHelpers[h.Name] = h
-	}
-	for _, h := range want.Helpers {
-		got, ok := curHelpers[h.Name]
-		delete(curHelpers, h.Name)
-		switch {
-		case !ok:
-			add("ct helper %s missing", h.Name)
-		case got != h:
-			add("ct helper %s: type %q protocol %s, want type %q protocol %s", h.Name, got.Type, got.Protocol, h.Type, h.Protocol)
-		}
-	}
-	for _, h := range cur.Helpers {
-		if _, extra := curHelpers[h.Name]; extra {
-			add("ct helper %s is not in the configuration", h.Name)
-		}
-	}
+	pairByName(cur.Helpers, want.Helpers, func(h Helper) string { return h.Name },
+		func(h, got Helper, ok bool) {
+			switch {
+			case !ok:
+				add("ct helper %s missing", h.Name)
+			case got != h:
+				add("ct helper %s: type %q protocol %s, want type %q protocol %s", h.Name, got.Type, got.Protocol, h.Type, h.Protocol)
+			}
+		},
+		func(h Helper) { add("ct helper %s is not in the configuration", h.Name) })
 
-	curSets := map[string]Set{}
-	for _, s := range cur.Sets {
-		curSets[s.Name] = s
-	}
-	for _, s := range want.Sets {
-		got, ok := curSets[s.Name]
-		delete(curSets, s.Name)
-		switch {
-		case !ok:
-			add("set %s missing", s.Name)
-		case got.keyType() != s.keyType() || got.flags() != s.flags() || got.Timeout != s.Timeout || got.Size != s.Size:
-			add("set %s: type %s flags %q, want type %s flags %q", s.Name, got.keyType(), got.flags(), s.keyType(), s.flags())
-		case !slices.Equal(got.Ranges, s.Ranges):
-			missing, extra := rangeDifference(s.Ranges, got.Ranges), rangeDifference(got.Ranges, s.Ranges)
-			add("set %s: %d ranges missing, %d not in the configuration", s.Name, missing, extra)
-		}
-	}
-	for _, s := range cur.Sets {
-		if _, extra := curSets[s.Name]; extra {
-			add("set %s is not in the configuration", s.Name)
-		}
-	}
+	pairByName(cur.Sets, want.Sets, func(s Set) string { return s.Name },
+		func(s, got Set, ok bool) {
+			switch {
+			case !ok:
+				add("set %s missing", s.Name)
+			case got.keyType() != s.keyType() || got.flags() != s.flags() || got.Timeout != s.Timeout || got.Size != s.Size:
+				add("set %s: type %s flags %q, want type %s flags %q", s.Name, got.keyType(), got.flags(), s.keyType(), s.flags())
+			case !slices.Equal(got.Ranges, s.Ranges):
+				missing, extra := rangeDifference(s.Ranges, got.Ranges), rangeDifference(got.Ranges, s.Ranges)
+				add("set %s: %d ranges missing, %d not in the configuration", s.Name, missing, extra)
+			}
+		},
+		func(s Set) { add("set %s is not in the configuration", s.Name) })
 
-	curChains := map[string]installedChain{}
-	for _, ch := range cur.Chains {
-		curChains[ch.Name] = ch
+	wantChains := make([]installedChain, len(want.Chains))
+	for i, ch := range want.Chains {
+		wantChains[i] = installedChain{Chain: ch}
 	}
-	for _, ch := range want.Chains {
-		got, ok := curChains[ch.Name]
-		delete(curChains, ch.Name)
-		switch {
-		case !ok:
-			add("chain %s missing", ch.Name)
-			continue
-		case got.Type != ch.Type || got.Hook != ch.Hook || got.Priority != ch.Priority:
-			add("chain %s: type %q hook %q priority %d, want type %q hook %q priority %d",
-				ch.Name, got.Type, got.Hook, got.Priority, ch.Type, ch.Hook, ch.Priority)
-		case got.Policy != ch.Policy:
-			add("chain %s: policy %s, want %s", ch.Name, got.Policy, ch.Policy)
-		}
-		d = append(d, ruleDifferences(ch.Name, installedRules(got), desiredRules(installedChain{Chain: ch}))...)
-	}
-	for _, ch := range cur.Chains {
-		if _, extra := curChains[ch.Name]; extra {
-			add("chain %s is not in the configuration", ch.Name)
-		}
-	}
+	pairByName(cur.Chains, wantChains, func(ic installedChain) string { return ic.Name },
+		func(ch, got installedChain, ok bool) {
+			switch {
+			case !ok:
+				add("chain %s missing", ch.Name)
+				return
+			case got.Type != ch.Type || got.Hook != ch.Hook || got.Priority != ch.Priority:
+				add("chain %s: type %q hook %q priority %d, want type %q hook %q priority %d",
+					ch.Name, got.Type, got.Hook, got.Priority, ch.Type, ch.Hook, ch.Priority)
+			case got.Policy != ch.Policy:
+				add("chain %s: policy %s, want %s", ch.Name, got.Policy, ch.Policy)
+			}
+			d = append(d, ruleDifferences(ch.Name, installedRules(got), desiredRules(ch))...)
+		},
+		func(ch installedChain) { add("chain %s is not in the configuration", ch.Name) })
 
 	if len(d) > maxDifferences {
 		d = append(d[:maxDifferences-1], fmt.Sprintf("… and %d more", len(d)-maxDifferences+1))
 	}
 	return d
+}
+
+// pairByName calls pair with each wanted item and the installed item of
+// the same name (ok false when there is none), in the wanted order, then
+// extra with each installed item that no wanted one names.
+func pairByName[T any](installed, wanted []T, name func(T) string, pair func(want, got T, ok bool), extra func(got T)) {
+	byName := make(map[string]T, len(installed))
+	for _, x := range installed {
+		byName[name(x)] = x
+	}
+	for _, w := range wanted {
+		got, ok := byName[name(w)]
+		delete(byName, name(w))
+		pair(w, got, ok)
+	}
+	for _, x := range installed {
+		if _, left := byName[name(x)]; left {
+			extra(x)
+		}
+	}
 }
 
 // ruleDifferences compares the rules of one chain: those missing, those

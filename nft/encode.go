@@ -243,7 +243,7 @@ func batchMessage(typ uint16, gen uint32) netlink.Message {
 
 // batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
 func batchGeneration(m netlink.Message) uint32 {
-	if id := bytesAttr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
+	if id := nlio.Attr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
 		return binary.BigEndian.Uint32(id)
 	}
 	return 0
@@ -253,44 +253,23 @@ func batchGeneration(m netlink.Message) uint32 {
 func describe(m netlink.Message) string {
 	switch uint16(m.Header.Type) & 0xff {
 	case unix.NFT_MSG_NEWTABLE:
-		return "add table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+		return "add table inet " + nlio.StringAttr(m, unix.NFTA_TABLE_NAME)
 	case unix.NFT_MSG_DELTABLE:
-		return "delete table inet " + stringAttr(m, unix.NFTA_TABLE_NAME)
+		return "delete table inet " + nlio.StringAttr(m, unix.NFTA_TABLE_NAME)
 	case unix.NFT_MSG_NEWOBJ:
-		return "add object " + stringAttr(m, unix.NFTA_OBJ_NAME)
+		return "add object " + nlio.StringAttr(m, unix.NFTA_OBJ_NAME)
 	case unix.NFT_MSG_NEWSET:
-		return "add set " + stringAttr(m, unix.NFTA_SET_NAME)
+		return "add set " + nlio.StringAttr(m, unix.NFTA_SET_NAME)
 	case unix.NFT_MSG_NEWSETELEM:
-		return "add elements to set " + stringAttr(m, unix.NFTA_SET_ELEM_LIST_SET)
+		return "add elements to set " + nlio.StringAttr(m, unix.NFTA_SET_ELEM_LIST_SET)
 	case unix.NFT_MSG_NEWCHAIN:
-		return "add chain " + stringAttr(m, unix.NFTA_CHAIN_NAME)
+		return "add chain " + nlio.StringAttr(m, unix.NFTA_CHAIN_NAME)
 	case unix.NFT_MSG_NEWRULE:
-		s := "add rule to chain " + stringAttr(m, unix.NFTA_RULE_CHAIN)
-		if c, ok := userdata.GetString(bytesAttr(m, unix.NFTA_RULE_USERDATA), userdata.TypeComment); ok {
+		s := "add rule to chain " + nlio.StringAttr(m, unix.NFTA_RULE_CHAIN)
+		if c, ok := userdata.GetString(nlio.Attr(m, unix.NFTA_RULE_USERDATA), userdata.TypeComment); ok {
 			s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
 		}
 		return s
 	}
 	return fmt.Sprintf("message type %d", uint16(m.Header.Type)&0xff)
-}
-
-// stringAttr returns the string attribute typ of an nf_tables message.
-func stringAttr(m netlink.Message, typ uint16) string {
-	return strings.TrimRight(string(bytesAttr(m, typ)), "\x00")
-}
-
-// bytesAttr returns the attribute typ of an nf_tables message.
-func bytesAttr(m netlink.Message, typ uint16) []byte {
-	if len(m.Data) < 4 {
-		return nil
-	}
-	var out []byte
-	// After a malformed attribute, what came before it still counts.
-	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
-		if t == typ && out == nil {
-			out = data
-		}
-		return nil
-	})
-	return out
 }

@@ -2,9 +2,9 @@ package nft
 
 import (
 	"bytes"
-	"slices"
 	"encoding/binary"
 	"fmt"
+	"slices"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"

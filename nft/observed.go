@@ -189,8 +189,8 @@ func (c *conn) table(name string) (udata []byte, found bool, err error) {
 		return nil, false, &Error{Op: "list tables", Err: classify(err)}
 	}
 	for _, m := range ms {
-		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWTABLE && stringAttr(m, unix.NFTA_TABLE_NAME) == name {
-			return bytesAttr(m, nftaTableUserdata), true, nil
+		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWTABLE && nlio.StringAttr(m, unix.NFTA_TABLE_NAME) == name {
+			return nlio.Attr(m, nftaTableUserdata), true, nil
 		}
 	}
 	return nil, false, nil

@@ -194,8 +194,8 @@ const statusDstNAT = 1 << 5
 // "ct status dnat".
 type ctStatusDNAT struct{}
 
-func (ctStatusDNAT) text() string                      { return "ct status dnat" }
-func (ctStatusDNAT) exprs() []expr.Any                 { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
+func (ctStatusDNAT) text() string      { return "ct status dnat" }
+func (ctStatusDNAT) exprs() []expr.Any { return ctBit(expr.CtKeySTATUS, statusDstNAT) }
 func (ctStatusDNAT) recognise(e []expr.Any) (stmt, bool) {
 	ct, ok := at[*expr.Ct](e, 0)
 	return ctStatusDNAT{}, ok && ct.Key == expr.CtKeySTATUS
@@ -333,8 +333,8 @@ func (dnatTo) recognise(e []expr.Any) (stmt, bool) {
 // masquerade translates the source to the outgoing interface's address.
 type masquerade struct{}
 
-func (masquerade) text() string                      { return "masquerade" }
-func (masquerade) exprs() []expr.Any                 { return []expr.Any{&expr.Masq{}} }
+func (masquerade) text() string      { return "masquerade" }
+func (masquerade) exprs() []expr.Any { return []expr.Any{&expr.Masq{}} }
 func (masquerade) recognise(e []expr.Any) (stmt, bool) {
 	_, ok := at[*expr.Masq](e, 0)
 	return masquerade{}, ok
@@ -438,8 +438,8 @@ func (icmpv6Types) recognise(e []expr.Any) (stmt, bool) {
 // counter counts packets and bytes: counter.
 type counter struct{}
 
-func (counter) text() string                      { return "counter" }
-func (counter) exprs() []expr.Any                 { return []expr.Any{&expr.Counter{}} }
+func (counter) text() string      { return "counter" }
+func (counter) exprs() []expr.Any { return []expr.Any{&expr.Counter{}} }
 func (counter) recognise(e []expr.Any) (stmt, bool) {
 	_, ok := at[*expr.Counter](e, 0)
 	return counter{}, ok

@@ -105,7 +105,7 @@ func (c *conn) generation() (uint32, error) {
 	}
 	for _, m := range ms {
 		if uint16(m.Header.Type)&0xff == unix.NFT_MSG_NEWGEN {
-			if id := bytesAttr(m, unix.NFTA_GEN_ID); len(id) == 4 {
+			if id := nlio.Attr(m, unix.NFTA_GEN_ID); len(id) == 4 {
 				return binary.BigEndian.Uint32(id), nil
 			}
 		}
@@ -261,11 +261,7 @@ func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message
 
 // socket opens a netlink socket to nfnetlink in c's namespace.
 func (c *conn) socket() (*netlink.Conn, error) {
-	cfg := &netlink.Config{}
-	if c.netnsFd >= 0 {
-		cfg.NetNS = c.netnsFd
-	}
-	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, cfg)
+	nc, err := nlio.DialNetfilter(c.netnsFd)
 	if err != nil {
 		return nil, err
 	}

@@ -41,19 +41,9 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 
 	add(kernelCheck())
 
-	var st *nft.Status
-	var err error
-	if o.compare {
-		st, err = nft.ReadStatus(ctx, o.ruleset, o.nftOptions()...)
-	} else {
-		st, err = nft.ReadInstalled(ctx, o.cfg.Table, o.nftOptions()...)
-	}
+	st, cfg, err := readTable(ctx, o)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
-	}
-	cfg := o.cfg // what FTP is expected to do here: the flags, or what is installed
-	if !o.compare && st.Installed && st.Owned && st.Config().Validate() == nil {
-		cfg = st.Config()
 	}
 	add(tableCheck(o, st))
 	add(assignmentCheck(st, cfg))

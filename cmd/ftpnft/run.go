@@ -645,18 +645,30 @@ func warnings(st *nft.Status, capa helper.Capability) []string {
 	return w
 }
 
+// readTable reads ftpnft's table, compared with the configuration when one
+// was given, and returns with it the configuration FTP is expected to work
+// under: the one given, or else the one installed.
+func readTable(ctx context.Context, o *cliOptions) (*nft.Status, nft.Config, error) {
+	if o.compare {
+		st, err := nft.ReadStatus(ctx, o.ruleset, o.nftOptions()...)
+		return st, o.cfg, err
+	}
+	st, err := nft.ReadInstalled(ctx, o.cfg.Table, o.nftOptions()...)
+	if err != nil {
+		return nil, o.cfg, err
+	}
+	if st.Installed && st.Owned && st.Config().Validate() == nil {
+		return st, st.Config(), nil
+	}
+	return st, o.cfg, nil
+}
+
 // status shows the table: what is installed and, when a configuration was
 // given, whether it matches. Exit 0 when the table is ftpnft's, as ftpnft
 // made it and (when compared) matching; 1 otherwise, so that monitoring
 // need not parse the output.
 func status(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
-	var st *nft.Status
-	var err error
-	if o.compare {
-		st, err = nft.ReadStatus(ctx, o.ruleset, o.nftOptions()...)
-	} else {
-		st, err = nft.ReadInstalled(ctx, o.cfg.Table, o.nftOptions()...)
-	}
+	st, cfg, err := readTable(ctx, o)
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
@@ -672,10 +684,6 @@ func status(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	if st.Installed && st.Owned {
 		if o.compare {
 			rep.ConfigDifferences = append(rep.ConfigDifferences, nft.Compare(st.Config(), o.cfg)...)
-		}
-		cfg := o.cfg
-		if !o.compare && st.Config().Validate() == nil {
-			cfg = st.Config()
 		}
 		rep.Coexistence = append(rep.Coexistence, coexistence(ctx, cfg, o.nftOptions())...)
 	}

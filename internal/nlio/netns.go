@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/mdlayher/netlink"
+
 	"github.com/ftpnft/ftpnft/internal/input"
 
 	"golang.org/x/sys/unix"
@@ -81,4 +83,20 @@ func (n NetNS) Open() (fd int, file *os.File, release func(), err error) {
 		return n.Fd, nil, func() {}, nil
 	}
 	return -1, nil, func() {}, nil
+}
+
+// Config returns the netlink configuration for sockets in the namespace of
+// fd, as NetNS.Open returns it: -1 is the caller's own.
+func Config(fd int) *netlink.Config {
+	cfg := &netlink.Config{}
+	if fd >= 0 {
+		cfg.NetNS = fd
+	}
+	return cfg
+}
+
+// DialNetfilter opens a netlink socket to nfnetlink in the namespace of fd
+// (-1: the caller's own).
+func DialNetfilter(fd int) (*netlink.Conn, error) {
+	return netlink.Dial(unix.NETLINK_NETFILTER, Config(fd))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"strings"
 	"syscall"
 	"time"
 
@@ -124,4 +125,27 @@ func EachAttr(b []byte, f func(typ uint16, data []byte) error) error {
 		b = b[min(Align(l), len(b)):]
 	}
 	return nil
+}
+
+// Attr returns the first attribute typ of a netfilter message (whose data
+// begins with the 4-byte nfgenmsg), or nil. After a malformed attribute,
+// what came before it still counts.
+func Attr(m netlink.Message, typ uint16) []byte {
+	if len(m.Data) < 4 {
+		return nil
+	}
+	var out []byte
+	_ = EachAttr(m.Data[4:], func(t uint16, data []byte) error {
+		if t == typ && out == nil {
+			out = data
+		}
+		return nil
+	})
+	return out
+}
+
+// StringAttr returns the string attribute typ of a netfilter message,
+// without its terminating NULs.
+func StringAttr(m netlink.Message, typ uint16) string {
+	return strings.TrimRight(string(Attr(m, typ)), "\x00")
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"slices"
-	"strings"
 	"syscall"
 
 	"github.com/mdlayher/netlink"
@@ -132,7 +131,7 @@ func (k *Kernel) TableNames(family byte) []string {
 	var out []string
 	for _, m := range k.State.Tables {
 		if m.Data[0] == family {
-			out = append(out, stringAttr(m, attrTable))
+			out = append(out, nlio.StringAttr(m, attrTable))
 		}
 	}
 	return out
@@ -142,7 +141,7 @@ func (k *Kernel) TableNames(family byte) []string {
 // does: chains (with their policies), sets and objects stay. It is a
 // commit of its own.
 func (k *Kernel) FlushTable(table string) {
-	k.State.Rules = slices.DeleteFunc(k.State.Rules, func(m netlink.Message) bool { return stringAttr(m, attrTable) == table })
+	k.State.Rules = slices.DeleteFunc(k.State.Rules, func(m netlink.Message) bool { return nlio.StringAttr(m, attrTable) == table })
 	k.Gen++
 }
 
@@ -200,13 +199,13 @@ func (k *Kernel) Dial(reqs []netlink.Message) ([]netlink.Message, error) {
 		if family(req) != unix.AF_UNSPEC && family(m) != family(req) {
 			continue
 		}
-		if t := stringAttr(req, attrTable); t != "" && stringAttr(m, attrTable) != t {
+		if t := nlio.StringAttr(req, attrTable); t != "" && nlio.StringAttr(m, attrTable) != t {
 			continue
 		}
-		if c := stringAttr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && stringAttr(m, attrRuleChain) != c {
+		if c := nlio.StringAttr(req, attrRuleChain); msgType(req) == unix.NFT_MSG_GETRULE && c != "" && nlio.StringAttr(m, attrRuleChain) != c {
 			continue
 		}
-		if msgType(req) == unix.NFT_MSG_GETSETELEM && stringAttr(m, attrSetName) != stringAttr(req, attrSetName) {
+		if msgType(req) == unix.NFT_MSG_GETSETELEM && nlio.StringAttr(m, attrSetName) != nlio.StringAttr(req, attrSetName) {
 			continue
 		}
 		m.Header.Flags = netlink.Multi
@@ -264,10 +263,10 @@ func (k *Kernel) batch(begin netlink.Message, msgs []netlink.Message) []netlink.
 }
 
 func (s *State) apply(m netlink.Message) syscall.Errno {
-	table := stringAttr(m, attrTable)
+	table := nlio.StringAttr(m, attrTable)
 	has := func(list []netlink.Message) bool {
 		for _, x := range list {
-			if family(x) == family(m) && stringAttr(x, attrTable) == table {
+			if family(x) == family(m) && nlio.StringAttr(x, attrTable) == table {
 				return true
 			}
 		}
@@ -276,7 +275,7 @@ func (s *State) apply(m netlink.Message) syscall.Errno {
 	keep := func(list []netlink.Message) []netlink.Message {
 		var out []netlink.Message
 		for _, x := range list {
-			if !(family(x) == family(m) && stringAttr(x, attrTable) == table) {
+			if !(family(x) == family(m) && nlio.StringAttr(x, attrTable) == table) {
 				out = append(out, x)
 			}
 		}
@@ -361,29 +360,9 @@ func canonicalElems(m netlink.Message) netlink.Message {
 	return m
 }
 
-// stringAttr returns the string attribute typ of an nf_tables message.
-func stringAttr(m netlink.Message, typ uint16) string {
-	return strings.TrimRight(string(bytesAttr(m, typ)), "\x00")
-}
-
-// bytesAttr returns the first attribute typ of an nf_tables message.
-func bytesAttr(m netlink.Message, typ uint16) []byte {
-	if len(m.Data) < 4 {
-		return nil
-	}
-	var out []byte
-	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
-		if t == typ && out == nil {
-			out = data
-		}
-		return nil
-	})
-	return out
-}
-
 // batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
 func batchGeneration(m netlink.Message) uint32 {
-	if id := bytesAttr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
+	if id := nlio.Attr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
 		return binary.BigEndian.Uint32(id)
 	}
 	return 0

@@ -4,7 +4,10 @@
 //
 // It knows nothing about nftables or netlink. The nft package builds rules
 // from the [FTP] spec; the command line validates user input with
-// [ParsePorts] and [ParsePort]; status and selftest report [Probe].
+// [ParsePorts] and [ParsePort]; status and selftest report [Probe]; doctor
+// reads a namespace's [Sysctls] ([ReadSysctls]) and the tables of
+// iptables-legacy in it ([LegacyTables]), on a thread of their own that
+// enters the namespace.
 //
 // # Why a helper must be assigned
 //

@@ -25,6 +25,14 @@
 // Each statement type in stmt.go encodes itself, renders itself and
 // recognises itself in what the kernel reports.
 //
+// # Other firewalls and tracing
+//
+// [Coexistence] reads the base chains of every other table at the hooks
+// FTP's packets pass and evaluates them statically ([Finding]); [Trace]
+// follows FTP's packets through every table with a temporary table
+// ([TraceTable]) of nftrace marks and log copies, and decodes the kernel's
+// trace events ([TraceEvent]).
+//
 // # Testing without root
 //
 // [WithKernel] sends every request to a [Kernel] instead: package

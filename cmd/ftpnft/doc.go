@@ -5,6 +5,8 @@
 //	ftpnft status --json                # read it back, with counters
 //	ftpnft uninstall                    # remove it
 //	ftpnft expectations --watch         # see data connections being related
+//	ftpnft doctor                       # check everything FTP needs, other firewalls too
+//	ftpnft doctor --trace               # tell each new FTP session's story, to the drop
 //	ftpnft selftest                     # prove it in throwaway namespaces
 //	ftpnft install --help               # one command's help; ftpnft --version
 //

@@ -2,6 +2,7 @@ package nft
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -155,6 +156,9 @@ func (c *conn) commit(op, table string, b *batch) error {
 		all[i].Header.PID = 0
 	}
 
+	if err := c.fitBatch(all); err != nil {
+		return &Error{Op: op, Table: table, Err: classify(err)}
+	}
 	replies, err := c.exchange(all)
 	if errors.Is(err, unix.ENOBUFS) {
 		return c.overflowed(op, table, b)
@@ -212,6 +216,40 @@ func (c *conn) overflowed(op, table string, b *batch) error {
 		}
 	}
 	return lost(fmt.Errorf("it was not applied (another writer committed generation %d): %w", now, unix.ENOBUFS))
+}
+
+// fitBatch raises the socket's send buffer to hold the whole batch: the
+// kernel takes a batch in one sendmsg, which fails with EMSGSIZE when the
+// batch is larger than the buffer (500,000 networks are 28 MB). As nft
+// does, the buffer is forced past net.core.wmem_max (SO_SNDBUFFORCE, which
+// needs CAP_NET_ADMIN, as the batch itself does).
+func (c *conn) fitBatch(msgs []netlink.Message) error {
+	if c.dial != nil {
+		return nil
+	}
+	size := 0
+	for _, m := range msgs {
+		size += nlio.Align(unix.NLMSG_HDRLEN + len(m.Data))
+	}
+	if size <= socketBuffer/2 { // the kernel doubles what it is given, and keeps half for itself
+		return nil
+	}
+	if c.raw == nil {
+		nc, err := c.socket()
+		if err != nil {
+			return err
+		}
+		c.raw = nc
+	}
+	rc, err := c.raw.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, size+socketBuffer)
+	})
+	return cmp.Or(err, serr)
 }
 
 // exchange sends a batch and returns the kernel's answers.

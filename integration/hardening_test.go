@@ -321,3 +321,35 @@ func TestMillionNetworks(t *testing.T) {
 		t.Error("a control connection from an address outside the million succeeded")
 	}
 }
+
+// A blocklist in Spamhaus' format with the client's second address: that
+// address is refused (control connection dropped), the first one works;
+// status counts the blocked ranges. Without the blocklist both work.
+func TestBlockFile(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	files := testFiles(t)
+	StartVsftpd(t, srv, 21, files)
+	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/32"})
+	listFrom := func(addr string) error {
+		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", addr, URL(srv.V4, 21, "/"))
+		return err
+	}
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	if err := listFrom("192.0.2.3"); err != nil {
+		t.Fatalf("without a blocklist: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "drop.txt")
+	if err := os.WriteFile(file, []byte("; Spamhaus DROP List\n192.0.2.3/32 ; SBL1\n198.51.100.0/24 ; SBL2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mustFtpnft(t, "install", "--netns", srv.Path, "--block-file", file)
+	if err := listFrom("192.0.2.3"); err == nil {
+		t.Fatal("a blocked source opened a control connection")
+	}
+	mustFetch(t, cli, PASV, srv.V4, 21, files) // from 192.0.2.2, not blocked
+	out := mustFtpnft(t, "status", "--netns", srv.Path)
+	if !strings.Contains(out, "blocked:  2 ranges dropped before anything else (192.0.2.3,198.51.100.0/24)") {
+		t.Fatalf("status:\n%s", out)
+	}
+}

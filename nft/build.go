@@ -24,6 +24,7 @@ const controlChain = "ftp-control"
 // Names of the sets; the suffix is the family.
 const (
 	setSources = "ftp-sources"
+	setBlock   = "ftp-block"
 	setConn    = "ftp-conn"
 	setRate    = "ftp-rate"
 )
@@ -93,6 +94,16 @@ func Build(c Config) (*Ruleset, error) {
 		rs.Chains = append(rs.Chains, dst)
 	}
 
+	// The blocklist comes first in every policy chain.
+	var blocked []Rule
+	if len(c.Block) > 0 {
+		for _, v6 := range families {
+			name := setName(setBlock, v6)
+			rs.Sets = append(rs.Sets, Set{Name: name, V6: v6, Interval: true, Ranges: mergeRanges(c.Block, v6)})
+			blocked = append(blocked, rule("blocked source "+familyOf(v6).name, saddrIn{v6: v6, set: name}, counter{}, drop))
+		}
+	}
+
 	// A new control connection is admitted by this verdict: at once, or
 	// after the checks of the ftp-control chain.
 	admit := stmt(accept)
@@ -101,7 +112,7 @@ func Build(c Config) (*Ruleset, error) {
 		admit = jump{controlChain}
 		var sets []Set
 		sets, checks = controlChecks(c)
-		rs.Sets = sets
+		rs.Sets = append(rs.Sets, sets...)
 	}
 
 	targets := dnatTargets(c.DNAT)
@@ -123,7 +134,8 @@ func Build(c Config) (*Ruleset, error) {
 
 	if server || client {
 		in := Chain{Name: "input", Type: typeFilter, Hook: "input", Priority: prioFilter, Policy: c.Policy}
-		in.Rules = append(statefulRules(c.RelatedPorts),
+		in.Rules = append(slices.Clone(blocked), statefulRules(c.RelatedPorts)...)
+		in.Rules = append(in.Rules,
 			rule("loopback", iifname{"lo"}, accept),
 			// Router/neighbour solicitation and advertisement (133-136).
 			// Conntrack leaves them untracked, so only an explicit rule
@@ -145,7 +157,7 @@ func Build(c Config) (*Ruleset, error) {
 
 	if router {
 		fwd := Chain{Name: "forward", Type: typeFilter, Hook: "forward", Priority: prioFilter, Policy: c.Policy}
-		fwd.Rules = statefulRules(c.RelatedPorts)
+		fwd.Rules = append(slices.Clone(blocked), statefulRules(c.RelatedPorts)...)
 		for _, to := range targets {
 			fwd.Rules = append(fwd.Rules, rule(fmt.Sprintf("%s dnat to %s", commentControl, to),
 				ctStatusDNAT{}, daddr{to.Addr()}, dport{ftp.Protocol, to.Port()}, ctState{stateNew}, counter{}, admit))

@@ -44,6 +44,10 @@ type Config struct {
 	// connections (roles server and router). They are stored in interval
 	// sets: one lookup per connection however many there are.
 	Sources []netip.Prefix
+	// Block lists networks whose packets are dropped before anything else
+	// in ftpnft's policy chains (input, forward), for every role, from
+	// interval sets: a blocklist such as FireHOL's or Spamhaus DROP.
+	Block []netip.Prefix
 	// MaxConnPerSource, when not 0, limits the concurrent control
 	// connections of each source address; more are refused (TCP reset).
 	MaxConnPerSource uint32
@@ -202,6 +206,11 @@ func (c Config) Validate() error {
 			return err
 		}
 	}
+	for _, p := range c.Block {
+		if err := validateSource(p); err != nil {
+			return fmt.Errorf("block: %w", err)
+		}
+	}
 	if c.hardened() && !c.Has(RoleServer) && !c.Has(RoleRouter) {
 		return &RoleError{What: "sources, connection limits and rates apply to control connections this host accepts or forwards", Needs: []Role{RoleServer, RoleRouter}}
 	}
@@ -227,6 +236,9 @@ func (c Config) AdmitsNew(src netip.Addr, port uint16) bool {
 	src = src.WithZone("").Unmap()
 	if src.IsLoopback() {
 		return true
+	}
+	if slices.ContainsFunc(c.Block, func(p netip.Prefix) bool { return p.Contains(src) }) {
+		return false
 	}
 	allowed := len(c.Sources) == 0 || slices.ContainsFunc(c.Sources, func(p netip.Prefix) bool { return p.Contains(src) })
 	if c.Has(RoleServer) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -312,5 +313,46 @@ func TestStatusConfigRoundTrip(t *testing.T) {
 	r := AddrRange{netip.MustParseAddr("192.0.2.3"), netip.MustParseAddr("192.0.2.10")}
 	if got := fmt.Sprint(r.prefixes()); got != "[192.0.2.3/32 192.0.2.4/30 192.0.2.8/31 192.0.2.10/32]" {
 		t.Fatalf("prefixes of %v: %s", r, got)
+	}
+}
+
+// A blocklist comes first in every policy chain, for every role; its file
+// loads in FireHOL's and Spamhaus' formats; the lockout guard knows it; and
+// status reads it back.
+func TestBlocklist(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "drop.txt")
+	if err := os.WriteFile(file, []byte("; Spamhaus DROP List\n192.0.2.0/25 ; SBL1\n# FireHOL level1\n2001:db8:bad::/48\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	block, err := ReadSourceFile(file)
+	if err != nil || len(block) != 2 {
+		t.Fatalf("ReadSourceFile = %v, %v", block, err)
+	}
+	cfg := DefaultConfig()
+	cfg.Roles = []Role{RoleServer, RoleRouter}
+	cfg.Block = block
+	rs := mustBuild(t, cfg)
+	for _, ch := range rs.Chains {
+		if ch.Hook != "input" && ch.Hook != "forward" {
+			continue
+		}
+		if len(ch.Rules) < 2 || ch.Rules[0].Comment != "blocked source ipv4" || ch.Rules[1].Comment != "blocked source ipv6" {
+			t.Errorf("chain %s does not begin with the blocklist: %q, %q", ch.Name, ch.Rules[0].Comment, ch.Rules[1].Comment)
+		}
+	}
+	if cfg.AdmitsNew(netip.MustParseAddr("192.0.2.9"), 21) || !cfg.AdmitsNew(netip.MustParseAddr("192.0.2.200"), 21) {
+		t.Error("AdmitsNew does not follow the blocklist")
+	}
+	k := &fakekernel.Kernel{}
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := ReadStatus(context.Background(), rs, WithKernel(k))
+	if err != nil || !st.Matches || len(st.Blocked) != 2 || len(Compare(st.Config(), cfg)) != 0 {
+		t.Fatalf("status: matches %v, blocked %v, differences %v, %v", st.Matches, st.Blocked, Compare(st.Config(), cfg), err)
+	}
+	cfg.Block = []netip.Prefix{netip.MustParsePrefix("192.0.2.1/24")}
+	if _, err := Build(cfg); err == nil || !strings.Contains(err.Error(), "block: source 192.0.2.1/24: host bits set") {
+		t.Errorf("a blocked network with host bits: %v", err)
 	}
 }

@@ -53,6 +53,9 @@ type Status struct {
 	// Sources are the networks allowed to open control connections, as
 	// merged ranges; empty when any source may.
 	Sources []AddrRange `json:"sources"`
+	// Blocked are the networks whose packets are dropped first, as merged
+	// ranges.
+	Blocked []AddrRange `json:"blocked"`
 	// MaxConnPerSource is the limit of concurrent control connections per
 	// source address; 0 if none.
 	MaxConnPerSource uint32 `json:"max_conn_per_source"`
@@ -97,7 +100,7 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 		return nil, err
 	}
 	st := &Status{Table: table, Differences: []string{}, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
-		Allow: []Service{}, DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Counters: []Counter{}}
+		Allow: []Service{}, DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Blocked: []AddrRange{}, Counters: []Counter{}}
 	if cur == nil {
 		return st, nil
 	}
@@ -133,6 +136,9 @@ func fillStatus(st *Status, cur *installed) {
 	for _, set := range cur.Sets {
 		if set.Interval && strings.HasPrefix(set.Name, setSources) {
 			st.Sources = append(st.Sources, set.Ranges...)
+		}
+		if set.Interval && strings.HasPrefix(set.Name, setBlock) {
+			st.Blocked = append(st.Blocked, set.Ranges...)
 		}
 	}
 	roles := map[Role]bool{}
@@ -260,6 +266,9 @@ func (st *Status) Config() Config {
 	for _, r := range st.Sources {
 		c.Sources = append(c.Sources, r.prefixes()...)
 	}
+	for _, r := range st.Blocked {
+		c.Block = append(c.Block, r.prefixes()...)
+	}
 	return c
 }
 
@@ -304,6 +313,7 @@ func Compare(installed, wanted Config) []KeyDifference {
 	add("related-ports", installed.RelatedPorts.text(), wanted.RelatedPorts.text())
 	add("passive-ports", installed.PassivePorts.text(), wanted.PassivePorts.text())
 	add("source", rangesText(installed.Sources), rangesText(wanted.Sources))
+	add("block", rangesText(installed.Block), rangesText(wanted.Block))
 	add("max-conn-per-source", fmt.Sprint(installed.MaxConnPerSource), fmt.Sprint(wanted.MaxConnPerSource))
 	add("conn-rate", installed.ConnRate.text(), wanted.ConnRate.text())
 	return out

@@ -317,7 +317,8 @@ func validateSource(p netip.Prefix) error {
 const MaxSourceFileSize = 256 << 20
 
 // ReadSourceFile reads sources from a file: one CIDR or address per line;
-// blank lines and everything after '#' are ignored. Errors name the file
+// blank lines and everything after '#' or ';' are ignored, so FireHOL's
+// netsets and Spamhaus DROP ("192.0.2.0/24 ; SBL123") load as they are. Errors name the file
 // and line. Only a regular file of at most [MaxSourceFileSize] bytes is
 // read: a FIFO, a device or a larger file is an error at once.
 func ReadSourceFile(path string) ([]netip.Prefix, error) {
@@ -331,6 +332,7 @@ func ReadSourceFile(path string) ([]netip.Prefix, error) {
 		var line string
 		line, text, _ = strings.Cut(text, "\n")
 		line, _, _ = strings.Cut(line, "#")
+		line, _, _ = strings.Cut(line, ";")
 		line = strings.TrimSpace(line)
 		if len(line) == 0 {
 			continue

@@ -20,13 +20,13 @@ import (
 // to switch off the lockout guard.
 var configKeys = []string{
 	"netns", "table", "role", "ports", "policy", "allow", "dnat", "masquerade",
-	"related-ports", "passive-ports", "source", "source-file", "max-conn-per-source", "conn-rate",
+	"related-ports", "passive-ports", "source", "source-file", "block", "block-file", "max-conn-per-source", "conn-rate",
 }
 
 // listKeys take a YAML sequence (or one value) and repeat the flag; the
 // comma-list flags (role, ports) take a sequence or a comma-separated string.
 var (
-	listKeys  = []string{"allow", "dnat", "masquerade", "source", "source-file"}
+	listKeys  = []string{"allow", "dnat", "masquerade", "source", "source-file", "block", "block-file"}
 	commaKeys = []string{"role", "ports"}
 )
 
@@ -102,7 +102,7 @@ func readConfig(path string) (map[string]configValue, error) {
 		default:
 			return nil, fmt.Errorf("%s: want a value or a list of values", at)
 		}
-		if key == "source-file" {
+		if key == "source-file" || key == "block-file" {
 			for j, f := range values {
 				if !filepath.IsAbs(f) {
 					values[j] = filepath.Join(filepath.Dir(path), f)

@@ -94,7 +94,12 @@ const hardeningFlags = `  --related-ports LO-HI
   --source CIDR       (server, router) only these networks may open control
                       connections; IPv4 or IPv6, repeatable; held in an
                       interval set (one lookup for any number)
-  --source-file FILE  as --source, one CIDR per line, '#' comments; repeatable
+  --source-file FILE  as --source, one CIDR per line, '#' or ';' comments;
+                      repeatable
+  --block CIDR        drop this network's packets before anything else, in
+                      every policy chain, for every role; repeatable
+  --block-file FILE   as --block, one CIDR per line: FireHOL netsets and
+                      Spamhaus DROP ('#' or ';' comments) load as they are
   --max-conn-per-source N
                       (server, router) refuse (TCP reset) a control connection
                       from a source that already has N (default 0: no limit)

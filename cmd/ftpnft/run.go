@@ -162,7 +162,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	config := fs.String("config", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
 	var ports, policy, roles, relatedPorts, passivePorts, connRate, maxConn string
-	var allow, dnat, masquerade, sources, sourceFiles listFlag
+	var allow, dnat, masquerade, sources, sourceFiles, blocks, blockFiles listFlag
 	if cmd != "uninstall" {
 		fs.StringVar(&roles, "role", string(nft.RoleServer), "")
 		fs.StringVar(&ports, "ports", "21", "")
@@ -174,6 +174,8 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		fs.StringVar(&passivePorts, "passive-ports", "", "")
 		fs.Var(&sources, "source", "")
 		fs.Var(&sourceFiles, "source-file", "")
+		fs.Var(&blocks, "block", "")
+		fs.Var(&blockFiles, "block-file", "")
 		fs.StringVar(&maxConn, "max-conn-per-source", "0", "")
 		fs.StringVar(&connRate, "conn-rate", "", "")
 	}
@@ -249,6 +251,16 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, at("source-file", fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", f))
 			}
 			o.cfg.Sources = append(o.cfg.Sources, ps...)
+		}
+		if o.cfg.Block, err = parseEach(blocks, nft.ParseSource); err != nil {
+			return nil, at("block", fmt.Errorf("--block: %w", err))
+		}
+		for _, f := range blockFiles {
+			ps, err := nft.ReadSourceFile(f)
+			if err != nil {
+				return nil, at("block-file", fmt.Errorf("--block-file: %w", err))
+			}
+			o.cfg.Block = append(o.cfg.Block, ps...)
 		}
 		n, err := strconv.ParseUint(maxConn, 10, 32)
 		if err != nil || n > 1<<31 {
@@ -753,6 +765,9 @@ func writeStatus(w io.Writer, rep statusReport) {
 		}
 		if len(st.Sources) > 0 {
 			fmt.Fprintf(w, "sources:  %d ranges may open control connections (%s)\n", len(st.Sources), abbreviate(st.Sources, 4))
+		}
+		if len(st.Blocked) > 0 {
+			fmt.Fprintf(w, "blocked:  %d ranges dropped before anything else (%s)\n", len(st.Blocked), abbreviate(st.Blocked, 4))
 		}
 		if st.MaxConnPerSource > 0 {
 			fmt.Fprintf(w, "limit:    %d control connections per source\n", st.MaxConnPerSource)

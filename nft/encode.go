@@ -241,14 +241,6 @@ func batchMessage(typ uint16, gen uint32) netlink.Message {
 	return netlink.Message{Header: netlink.Header{Type: netlink.HeaderType(typ), Flags: netlink.Request}, Data: data}
 }
 
-// batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
-func batchGeneration(m netlink.Message) uint32 {
-	if id := nlio.Attr(m, unix.NFNL_BATCH_GENID); len(id) == 4 {
-		return binary.BigEndian.Uint32(id)
-	}
-	return 0
-}
-
 // describe says what a batch message asks of the kernel, in nft's words.
 func describe(m netlink.Message) string {
 	switch uint16(m.Header.Type) & 0xff {

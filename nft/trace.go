@@ -165,7 +165,8 @@ func Trace(ctx context.Context, ports []uint16, h TraceHandler, ready func(), op
 		}()
 	}
 	// Closing the sockets ends the receivers when ctx ends.
-	context.AfterFunc(ctx, func() { events.Close(); logs.Close() })
+	stopClosing := context.AfterFunc(ctx, func() { events.Close(); logs.Close() })
+	defer stopClosing()
 	for {
 		select {
 		case <-ctx.Done():

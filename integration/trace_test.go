@@ -4,8 +4,10 @@ package integration
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -139,7 +141,7 @@ func TestTracePasvAddressBehindNAT(t *testing.T) {
 	t.Logf("story:\n%s", story)
 	for _, want := range []string{
 		"the server advertises " + public.String() + ", not 203.0.113.2, its address on the control connection",
-		"ftpnft install --passive-ports LO-HI with the server's passive range, which includes port 500",
+		"--passive-ports LO-HI (and the flags you installed with), with the server's passive range, which includes port 500",
 		"(new): dropped by inet ftpnft input policy",
 	} {
 		if !strings.Contains(story, want) {
@@ -192,5 +194,50 @@ func TestTraceFTPS(t *testing.T) {
 	mustFtpnft(t, "install", "--netns", srv.Path, "--passive-ports", "50000-50010")
 	if err := ftps(okTimeout); err != nil {
 		t.Fatalf("FTPS with the passive range open: %v", err)
+	}
+}
+
+// `doctor --trace | head`: once the reader is gone, the trace ends (exit
+// 1, a write error) and removes its table; a stalled reader does not keep
+// SIGTERM from ending it either.
+func TestTraceEndsWithItsReader(t *testing.T) {
+	srv, cli := ftpPair(t)
+	for _, end := range []string{"closed pipe", "stalled reader"} {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end == "stalled reader" {
+			// A full pipe: the trace's first line blocks.
+			if _, err := w.Write(make([]byte, 64<<10)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		cmd, done, stderr := startCLI(t, w, "tracing FTP sessions", "doctor", "--trace", "--netns", srv.Path)
+		w.Close()
+		if end == "closed pipe" {
+			r.Close()
+		}
+		for range 3 { // each session writes lines; a stalled pipe fills
+			Curl(t, cli, PASV, URL(srv.V4, 21, "/hello.txt"), okTimeout)
+		}
+		if end == "stalled reader" {
+			cmd.Process.Signal(syscall.SIGTERM)
+		}
+		select {
+		case err := <-done:
+			var exit *exec.ExitError
+			if end == "closed pipe" && (!errors.As(err, &exit) || exit.ExitCode() != 1) {
+				t.Errorf("%s: %v\n%s", end, err, stderr())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the trace still runs\n%s", end, stderr())
+		}
+		if end == "stalled reader" {
+			r.Close()
+		}
+		if tables := srv.MustExec(t, "nft", "list", "tables"); strings.Contains(tables, "ftpnft-trace") {
+			t.Fatalf("%s: the trace table is left behind:\n%s", end, tables)
+		}
 	}
 }

@@ -134,9 +134,17 @@ func Build(c Config) (*Ruleset, error) {
 
 	if server || client {
 		in := Chain{Name: "input", Type: typeFilter, Hook: "input", Priority: prioFilter, Policy: c.Policy}
-		in.Rules = append(slices.Clone(blocked), statefulRules(c.RelatedPorts)...)
+		loopback := rule("loopback", iifname{"lo"}, accept)
+		if len(blocked) > 0 {
+			// Before the blocklist: lists such as FireHOL's hold
+			// 127.0.0.0/8, which would cut this host off from itself.
+			in.Rules = append([]Rule{loopback}, blocked...)
+		}
+		in.Rules = append(in.Rules, statefulRules(c.RelatedPorts)...)
+		if len(blocked) == 0 {
+			in.Rules = append(in.Rules, loopback)
+		}
 		in.Rules = append(in.Rules,
-			rule("loopback", iifname{"lo"}, accept),
 			// Router/neighbour solicitation and advertisement (133-136).
 			// Conntrack leaves them untracked, so only an explicit rule
 			// admits them, and without them IPv6 cannot resolve a

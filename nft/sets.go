@@ -181,7 +181,9 @@ func (s Set) elements() []element {
 func rangesOf(els []element) []AddrRange {
 	els = slices.Clone(els)
 	slices.SortFunc(els, func(a, b element) int {
-		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(a.IntervalEnd), boolInt(b.IntervalEnd)))
+		// At one address the end of a range comes before the start of
+		// the next: adjacent ranges (added by hand) decode as two.
+		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(b.IntervalEnd), boolInt(a.IntervalEnd)))
 	})
 	out := make([]AddrRange, 0, len(els)/2+1)
 	for i, e := range els {

@@ -296,7 +296,8 @@ func orNone(s string) string {
 // Compare lists the keys whose values differ between the installed
 // configuration and the wanted one, in the order of the config file's keys.
 // Lists are compared as sets (their order does not matter to the kernel's
-// verdicts, but for the order of rules) and sources as merged ranges.
+// verdicts, but for the order of rules) and sources and blocklists as
+// merged ranges, whole; a difference shows the first four ranges.
 func Compare(installed, wanted Config) []KeyDifference {
 	var out []KeyDifference
 	add := func(key, a, b string) {
@@ -312,8 +313,16 @@ func Compare(installed, wanted Config) []KeyDifference {
 	add("masquerade", sortedText(installed.Masquerade), sortedText(wanted.Masquerade))
 	add("related-ports", installed.RelatedPorts.text(), wanted.RelatedPorts.text())
 	add("passive-ports", installed.PassivePorts.text(), wanted.PassivePorts.text())
-	add("source", rangesText(installed.Sources), rangesText(wanted.Sources))
-	add("block", rangesText(installed.Block), rangesText(wanted.Block))
+	for _, r := range []struct {
+		key         string
+		have, wants []netip.Prefix
+	}{{"source", installed.Sources, wanted.Sources}, {"block", installed.Block, wanted.Block}} {
+		// Compared whole, shown in part: a list may hold a million.
+		have, wants := mergedRanges(r.have), mergedRanges(r.wants)
+		if !slices.Equal(have, wants) {
+			out = append(out, KeyDifference{r.key, abbreviated(have, 4), abbreviated(wants, 4)})
+		}
+	}
 	add("max-conn-per-source", fmt.Sprint(installed.MaxConnPerSource), fmt.Sprint(wanted.MaxConnPerSource))
 	add("conn-rate", installed.ConnRate.text(), wanted.ConnRate.text())
 	return out
@@ -329,10 +338,9 @@ func sortedText[T any](values []T) string {
 	return strings.Join(s, ",")
 }
 
-// rangesText lists the merged ranges of prefixes, IPv4 then IPv6.
-func rangesText(prefixes []netip.Prefix) string {
-	rs := append(mergeRanges(prefixes, false), mergeRanges(prefixes, true)...)
-	return abbreviated(rs, 4)
+// mergedRanges returns the merged ranges of prefixes, IPv4 then IPv6.
+func mergedRanges(prefixes []netip.Prefix) []AddrRange {
+	return append(mergeRanges(prefixes, false), mergeRanges(prefixes, true)...)
 }
 
 // abbreviated lists the first n values and how many more there are.

@@ -199,6 +199,12 @@ func (c *conn) overflowed(op, table string, b *batch) error {
 	lost := func(err error) error {
 		return &Error{Op: op, Table: table, Err: fmt.Errorf("the kernel's answers to the batch overflowed the socket buffer, and %w", err)}
 	}
+	// The overrun socket drops what comes next until it is drained: ask
+	// on a new one.
+	if c.raw != nil {
+		c.raw.Close()
+		c.raw = nil
+	}
 	now, err := c.generation()
 	if err != nil {
 		return lost(fmt.Errorf("whether it was applied is unknown: %w", err))

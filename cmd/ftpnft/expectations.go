@@ -54,8 +54,15 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		opts = append(opts, conntrack.WithReady(func() {
 			fmt.Fprintf(stderr, "ftpnft: watching expectations of helper %q in %s (Ctrl-C to stop)\n", *helperName, where)
 		}))
-		out := newEventWriter(stdout, *asJSON, cancel)
-		err := conntrack.Watch(ctx, out.handle, opts...)
+		out := newLineWriter(stdout, lostEvents(*asJSON), cancel)
+		err := conntrack.Watch(ctx, func(ev conntrack.Event) {
+			if *asJSON {
+				b, _ := ev.MarshalJSON()
+				out.line(append(b, '\n'))
+			} else {
+				out.line([]byte(ev.String() + "\n"))
+			}
+		}, opts...)
 		if werr := out.close(); err == nil && werr != nil {
 			err = fmt.Errorf("write output: %w", werr)
 		}

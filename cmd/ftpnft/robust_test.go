@@ -10,8 +10,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/ftpnft/ftpnft/conntrack"
 )
 
 // runWithin runs the command line and fails the test if it has not ended
@@ -178,42 +176,43 @@ func (b *blockedWriter) Write(p []byte) (int, error) {
 	return b.buf.Write(p)
 }
 
-// A watch whose reader stalls never blocks: events beyond the queue are
-// dropped and counted, the count is written before the next event once the
-// reader reads again, and closing does not wait for a stalled reader.
-func TestEventWriterNeverBlocks(t *testing.T) {
+// A watch whose reader stalls never blocks: lines beyond the queue are
+// dropped and counted, the count is written before the next line once the
+// reader reads again (or at the end), and closing does not wait for a
+// stalled reader.
+func TestLineWriterNeverBlocks(t *testing.T) {
+	line := []byte("{\"event\":\"new\"}\n")
 	w := &blockedWriter{release: make(chan struct{})}
 	stopped := false
-	ew := newEventWriter(w, true, func() { stopped = true })
-	ev := conntrack.Event{Type: conntrack.EventLost, Resynced: 1}
+	lw := newLineWriter(w, lostEvents(true), func() { stopped = true })
 	start := time.Now()
 	for range watchQueue + 100 {
-		ew.handle(ev) // would hang here if handling blocked
+		lw.line(line) // would hang here if queuing blocked
 	}
-	if ew.dropped < 99 {
-		t.Fatalf("%d events dropped of %d beyond a queue of %d", ew.dropped, watchQueue+100, watchQueue)
+	if lw.dropped < 99 {
+		t.Fatalf("%d lines dropped of %d beyond a queue of %d", lw.dropped, watchQueue+100, watchQueue)
 	}
 	begin := time.Now()
-	if err := ew.close(); err != nil {
+	if err := lw.close(); err != nil {
 		t.Fatal(err)
 	}
 	if waited := time.Since(begin); waited < drainTime/2 || waited > 3*drainTime {
 		t.Fatalf("close with a stalled reader waited %v, want about %v", waited, drainTime)
 	}
-	t.Logf("%d events handled in %v with the reader stalled", watchQueue+100, begin.Sub(start))
+	t.Logf("%d lines queued in %v with the reader stalled", watchQueue+100, begin.Sub(start))
 
-	// The reader reads again: the drop count comes before the next event.
+	// The reader reads again: the drop count comes before the next line.
 	w = &blockedWriter{release: make(chan struct{})}
-	ew = newEventWriter(w, true, func() {})
+	lw = newLineWriter(w, lostEvents(true), func() {})
 	for range watchQueue + 10 {
-		ew.handle(ev)
+		lw.line(line)
 	}
 	close(w.release)
-	for len(ew.queue) > 0 {
+	for len(lw.queue) > 0 {
 		time.Sleep(time.Millisecond)
 	}
-	ew.handle(ev)
-	if err := ew.close(); err != nil {
+	lw.line(line)
+	if err := lw.close(); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(w.buf.String()), "\n")
@@ -221,10 +220,25 @@ func TestEventWriterNeverBlocks(t *testing.T) {
 		t.Fatalf("%d lines, the last two %q", n, lines[max(n-2, 0):])
 	}
 
+	// Lines dropped at the very end are counted at close.
+	w = &blockedWriter{release: make(chan struct{})}
+	lw = newLineWriter(w, lostEvents(false), func() {})
+	for range watchQueue + 3 {
+		lw.line(line)
+	}
+	close(w.release)
+	for len(lw.queue) > 0 {
+		time.Sleep(time.Millisecond)
+	}
+	lw.close()
+	if !strings.HasSuffix(w.buf.String(), "[LOST] 3 events not written: the output was not read fast enough\n") {
+		t.Fatalf("the last drop count was not written: %q", w.buf.String()[max(0, w.buf.Len()-100):])
+	}
+
 	// A write error stops the watch and is returned.
-	ew = newEventWriter(failingWriter{}, false, func() { stopped = true })
-	ew.handle(ev)
-	if err := ew.close(); !errors.Is(err, syscall.ENOSPC) || !stopped {
+	lw = newLineWriter(failingWriter{}, lostEvents(false), func() { stopped = true })
+	lw.line(line)
+	if err := lw.close(); !errors.Is(err, syscall.ENOSPC) || !stopped {
 		t.Fatalf("write error: %v, stopped %v", err, stopped)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -35,27 +36,38 @@ const (
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	out := &checkedWriter{w: stdout}
 	code := dispatch(ctx, args, out, stderr)
-	if code == exitOK && out.err != nil {
-		fmt.Fprintf(stderr, "ftpnft %s: write output: %v\n", args[0], out.err)
+	if err := out.failed(); code == exitOK && err != nil {
+		fmt.Fprintf(stderr, "ftpnft %s: write output: %v\n", args[0], err)
 		return exitFailure
 	}
 	return code
 }
 
 // checkedWriter keeps the first error of its writes, and writes nothing
-// after it.
+// after it. A watch's writer may still be blocked in a write while the
+// command ends, so the error is kept atomically, not under a lock.
 type checkedWriter struct {
 	w   io.Writer
-	err error
+	err atomic.Pointer[error]
 }
 
 func (c *checkedWriter) Write(p []byte) (int, error) {
-	if c.err != nil {
-		return 0, c.err
+	if e := c.err.Load(); e != nil {
+		return 0, *e
 	}
 	n, err := c.w.Write(p)
-	c.err = err
+	if err != nil {
+		c.err.CompareAndSwap(nil, &err)
+	}
 	return n, err
+}
+
+// failed returns the first write error.
+func (c *checkedWriter) failed() error {
+	if e := c.err.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // dispatch runs the command that args name.

@@ -6,11 +6,14 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"os"
+	"os/signal"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ftpnft/ftpnft/conntrack"
@@ -26,7 +29,7 @@ import (
 // storyLine is one line of a session's story.
 type storyLine struct {
 	Session string `json:"session"` // "client -> server" of the control connection
-	Event   string `json:"event"`   // control, helper, command, reply, ftps, expectation, data, fix
+	Event   string `json:"event"`   // control, helper, reply (or command), ftps, expectation, data
 	Detail  string `json:"detail"`
 	Fix     string `json:"fix,omitempty"`
 }
@@ -44,7 +47,6 @@ type announcement struct {
 	addr    netip.Addr
 	port    uint16
 	passive bool
-	command string // "227", "229", "PORT", "EPRT"
 }
 
 // session is one control connection being followed.
@@ -53,9 +55,10 @@ type session struct {
 	helper         bool
 	ftps, authTLS  bool
 	announced      []announcement
-	expected       map[uint16]bool // data ports the helper expected
 	mismatch       bool            // PASV named an address other than the server's
 	told           map[string]bool // data connections told (retransmissions are not)
+	ports          []uint16        // passive ports the server named, for the fix
+	seen           time.Time       // the session's last packet or line
 }
 
 func (s *session) key() string { return s.client.String() + " -> " + s.server.String() }
@@ -64,11 +67,11 @@ func (s *session) key() string { return s.client.String() + " -> " + s.server.St
 type tracer struct {
 	mu       sync.Mutex
 	cfg      nft.Config
+	install  string // "ftpnft install --netns NAME", for fixes
 	findings []nft.Finding
 	sessions map[string]*session
 	packets  map[uint32]*tracedPacket
 	emit     func(storyLine)
-	ports    []uint16 // passive ports named so far, for the fix
 }
 
 type tracedPacket struct {
@@ -131,6 +134,11 @@ func (t *tracer) flush(all bool) {
 // flushOlder tells the packets whose last step is older than age, in the
 // order they were first seen.
 func (t *tracer) flushOlder(age time.Duration) {
+	for k, s := range t.sessions {
+		if time.Since(s.seen) > sessionMemory {
+			delete(t.sessions, k)
+		}
+	}
 	var due []*tracedPacket
 	for id, tp := range t.packets {
 		if time.Since(tp.last) >= age {
@@ -163,7 +171,7 @@ func (t *tracer) tell(tp *tracedPacket) {
 		if s.helper {
 			t.line(s, "helper", "the ftp helper was assigned by inet "+t.cfg.Table, "")
 		} else {
-			t.line(s, "helper", "no rule assigned the ftp helper", "ftpnft install"+t.portsFlag())
+			t.line(s, "helper", "no rule assigned the ftp helper", t.install+" (with the flags you installed with)")
 		}
 		if verdict == "dropped" {
 			t.line(s, "control", "control connection dropped by "+by, t.fixFor(table))
@@ -231,40 +239,38 @@ func (t *tracer) dataFix(s *session, state string, table [3]string) string {
 	}
 	switch {
 	case s.ftps, s.mismatch:
-		return t.passiveFix()
+		return t.passiveFix(s)
 	case !s.helper:
-		return "ftpnft install" + t.portsFlag() + " (the control connection got no helper; connections opened before the install never do)"
+		return t.install + " (the control connection got no helper; connections opened before the install never do)"
 	}
-	return t.passiveFix()
+	return t.passiveFix(s)
 }
 
-func (t *tracer) passiveFix() string {
-	if len(t.ports) == 0 {
-		return "ftpnft install --passive-ports LO-HI with the server's passive range (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)"
+func (t *tracer) passiveFix(s *session) string {
+	fix := t.install + " --passive-ports LO-HI (and the flags you installed with), with the server's passive range"
+	switch {
+	case len(s.ports) == 1:
+		fix += fmt.Sprintf(", which includes port %d", s.ports[0])
+	case len(s.ports) > 1:
+		fix += fmt.Sprintf(", which includes ports %d to %d", slices.Min(s.ports), slices.Max(s.ports))
 	}
-	named := fmt.Sprintf("port %d", t.ports[0])
-	if lo, hi := slices.Min(t.ports), slices.Max(t.ports); lo != hi {
-		named = fmt.Sprintf("ports %d to %d", lo, hi)
-	}
-	return fmt.Sprintf("ftpnft install --passive-ports LO-HI with the server's passive range, which includes %s (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)", named)
-}
-
-func (t *tracer) portsFlag() string {
-	if slices.Equal(t.cfg.Ports, []uint16{21}) {
-		return ""
-	}
-	return " --ports " + join(t.cfg.Ports)
+	return fix + " (vsftpd: pasv_min_port and pasv_max_port; proftpd: PassivePorts)"
 }
 
 func (t *tracer) session(client, server netip.AddrPort) *session {
-	k := client.String() + " -> " + server.String()
-	s := t.sessions[k]
-	if s == nil {
-		s = &session{client: client, server: server, expected: map[uint16]bool{}, told: map[string]bool{}}
-		t.sessions[k] = s
+	s := &session{client: client, server: server, told: map[string]bool{}}
+	if old := t.sessions[s.key()]; old != nil {
+		s = old
+	} else {
+		t.sessions[s.key()] = s
 	}
+	s.seen = time.Now()
 	return s
 }
+
+// sessionMemory is how long a session is remembered after its last
+// packet or line, so that a long trace does not grow.
+const sessionMemory = 10 * time.Minute
 
 func (t *tracer) line(s *session, event, detail, fix string) {
 	t.emit(storyLine{Session: s.key(), Event: event, Detail: detail, Fix: fix})
@@ -313,26 +319,26 @@ func (t *tracer) log(p nft.Packet) {
 			s.authTLS = true
 		case !fromClient && s.authTLS && strings.HasPrefix(line, "234"):
 			s.ftps = true
-			t.line(s, "ftps", "the client started TLS (AUTH TLS, 234): FTPS; the helper cannot read the encrypted control channel, so it expects no data connection", t.passiveFix())
+			t.line(s, "ftps", "the client started TLS (AUTH TLS, 234): FTPS; the helper cannot read the encrypted control channel, so it expects no data connection", t.passiveFix(s))
 			return
 		case !fromClient && re.pasv.MatchString(line):
 			m := re.pasv.FindStringSubmatch(line)
 			addr, port := hostPort(m[1:])
-			t.announce(s, announcement{addr: addr, port: port, passive: true, command: "227"}, line)
+			t.announce(s, announcement{addr: addr, port: port, passive: true}, line)
 		case !fromClient && re.epsv.MatchString(line):
 			m := re.epsv.FindStringSubmatch(line)
 			port, _ := strconv.Atoi(m[1])
-			t.announce(s, announcement{addr: s.server.Addr(), port: uint16(port), passive: true, command: "229"}, line)
+			t.announce(s, announcement{addr: s.server.Addr(), port: uint16(port), passive: true}, line)
 		case fromClient && re.port.MatchString(line):
 			m := re.port.FindStringSubmatch(line)
 			addr, port := hostPort(m[1:])
-			t.announce(s, announcement{addr: addr, port: port, command: "PORT"}, line)
+			t.announce(s, announcement{addr: addr, port: port}, line)
 		case fromClient && re.eprt.MatchString(line):
 			m := re.eprt.FindStringSubmatch(line)
 			addr, err := netip.ParseAddr(m[2])
 			port, _ := strconv.Atoi(m[3])
 			if err == nil {
-				t.announce(s, announcement{addr: addr, port: uint16(port), command: "EPRT"}, line)
+				t.announce(s, announcement{addr: addr, port: uint16(port)}, line)
 			}
 		}
 	}
@@ -357,10 +363,10 @@ func (t *tracer) announce(s *session, a announcement, said string) {
 	}
 	t.line(s, "reply", fmt.Sprintf("%s said %q: %s data connection to %s:%d", who, said, what, a.addr, a.port), "")
 	if a.passive {
-		t.ports = append(t.ports, a.port)
+		s.ports = append(s.ports, a.port)
 		if a.addr != s.server.Addr().Unmap() && a.addr != s.server.Addr() {
 			s.mismatch = true
-			t.line(s, "reply", fmt.Sprintf("the server advertises %s, not %s, its address on the control connection (a server behind NAT with pasv_address?): the ftp helper (loose=0) records no expectation for it", a.addr, s.server.Addr()), t.passiveFix())
+			t.line(s, "reply", fmt.Sprintf("the server advertises %s, not %s, its address on the control connection (a server behind NAT with pasv_address?): the ftp helper (loose=0) records no expectation for it", a.addr, s.server.Addr()), t.passiveFix(s))
 		}
 	}
 }
@@ -375,7 +381,6 @@ func (t *tracer) expectation(ev conntrack.Event) {
 	x := ev.Expectation
 	for _, s := range t.sessions {
 		if s.client.Addr() == x.Master.Src && s.client.Port() == x.Master.SPort && s.server.Port() == x.Master.DPort {
-			s.expected[x.Expected.DPort] = true
 			t.line(s, "expectation", "the helper expects "+x.Expected.String(), "")
 		}
 	}
@@ -385,31 +390,39 @@ func (t *tracer) expectation(ev conntrack.Event) {
 // of the stories as it happens. Everything the trace adds to the ruleset is
 // removed before it returns.
 func runTrace(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
-	ctx, stop := interruptible(ctx)
+	// SIGPIPE too (`doctor --trace | head`): caught, a closed pipe is a
+	// write error, and the trace ends by removing its table.
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM, syscall.SIGPIPE)
 	defer stop()
 	if o.traceFor > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, o.traceFor)
 		defer cancel()
 	}
-	enc := json.NewEncoder(stdout)
-	var outMu sync.Mutex
-	t := &tracer{cfg: o.cfg, sessions: map[string]*session{}, packets: map[uint32]*tracedPacket{},
+	ctx, cancelOnWriteError := context.WithCancel(ctx)
+	defer cancelOnWriteError()
+	// What FTP is expected to do here: the flags, or what is installed.
+	_, cfg, err := readTable(ctx, o)
+	if err != nil {
+		return fail(stderr, o.cmd, err)
+	}
+	out := newLineWriter(stdout, func(n int) []byte {
+		return fmt.Appendf(nil, "ftpnft doctor: %d story lines not written: the output was not read fast enough\n", n)
+	}, cancelOnWriteError)
+	t := &tracer{cfg: cfg, install: "ftpnft install" + o.netnsFlag(), sessions: map[string]*session{}, packets: map[uint32]*tracedPacket{},
 		emit: func(l storyLine) {
-			outMu.Lock()
-			defer outMu.Unlock()
 			if o.json {
-				enc.Encode(l)
+				b, _ := json.Marshal(l)
+				out.line(append(b, '\n'))
 				return
 			}
-			fmt.Fprintf(stdout, "[%s] %s\n", l.Session, l.Detail)
+			b := fmt.Appendf(nil, "[%s] %s\n", l.Session, l.Detail)
 			if l.Fix != "" {
-				fmt.Fprintf(stdout, "[%s]   fix: %s\n", l.Session, l.Fix)
+				b = fmt.Appendf(b, "[%s]   fix: %s\n", l.Session, l.Fix)
 			}
+			out.line(b)
 		}}
-	if fs, err := nft.Coexistence(ctx, o.cfg, o.nftOptions()...); err == nil {
-		t.findings = fs
-	}
+	t.findings = coexistence(ctx, cfg, o.nftOptions())
 
 	// Expectations are watched from before the first packet is traced.
 	watchCtx, stopWatch := context.WithCancel(ctx)
@@ -444,12 +457,17 @@ func runTrace(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int 
 	if o.netnsArg != "" {
 		where = "network namespace " + o.netnsArg
 	}
-	err := nft.Trace(ctx, o.cfg.Ports, nft.TraceHandler{Event: t.event, Log: t.log}, func() {
-		fmt.Fprintf(stderr, "ftpnft doctor: tracing FTP sessions on ports %s in %s (Ctrl-C to stop)\n", join(o.cfg.Ports), where)
+	err = nft.Trace(ctx, cfg.Ports, nft.TraceHandler{Event: t.event, Log: t.log}, func() {
+		fmt.Fprintf(stderr, "ftpnft doctor: tracing FTP sessions on ports %s in %s (Ctrl-C to stop)\n", join(cfg.Ports), where)
 	}, o.nftOptions()...)
 	t.flush(true)
 	stopWatch()
-	<-watched
+	if werr := <-watched; werr != nil && err == nil {
+		err = fmt.Errorf("watch expectations: %w", werr) // the namespace went, say
+	}
+	if werr := out.close(); werr != nil && err == nil {
+		err = fmt.Errorf("write output: %w", werr)
+	}
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}

@@ -37,6 +37,8 @@ func Receive(ctx context.Context, nc *netlink.Conn, wait bool, each func(netlink
 		// read, and the error it gets is ctx's.
 		stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
 		defer stop()
+		// A socket may serve later reads: the deadline ends with this one.
+		defer nc.SetReadDeadline(time.Time{})
 		defer func() {
 			if ctx.Err() != nil {
 				err = ctx.Err()

@@ -3,14 +3,14 @@ package conntrack
 import (
 	"time"
 
-	"github.com/ftpnft/ftpnft/internal/nlio"
+	"github.com/ftpnft/ftpnft/internal/netns"
 )
 
 // Option configures List and Watch.
 type Option func(*options)
 
 type options struct {
-	netns      nlio.NetNS
+	netns      netns.NetNS
 	kernel     ctnetlink // a test's, in place of the namespace's
 	helper     string
 	readBuffer int

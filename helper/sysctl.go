@@ -2,21 +2,19 @@ package helper
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ftpnft/ftpnft/internal/netns"
 )
 
 // Sysctls are the network sysctls that decide whether FTP works through a
 // stateful firewall, as one network namespace has them. A value the kernel
 // does not have is "".
 type Sysctls struct {
-	// ConntrackCount and ConntrackMax: tracked connections, and the limit.
-	ConntrackCount string `json:"nf_conntrack_count"`
-	ConntrackMax   string `json:"nf_conntrack_max"`
 	// ExpectMax is the limit of conntrack expectations
 	// (nf_conntrack_expect_max).
 	ExpectMax string `json:"nf_conntrack_expect_max"`
@@ -38,8 +36,6 @@ var sysctlFiles = []struct {
 	file  string
 	field func(*Sysctls) *string
 }{
-	{"net/netfilter/nf_conntrack_count", func(s *Sysctls) *string { return &s.ConntrackCount }},
-	{"net/netfilter/nf_conntrack_max", func(s *Sysctls) *string { return &s.ConntrackMax }},
 	{"net/netfilter/nf_conntrack_expect_max", func(s *Sysctls) *string { return &s.ExpectMax }},
 	{"net/netfilter/nf_conntrack_acct", func(s *Sysctls) *string { return &s.Acct }},
 	{"net/ipv4/tcp_syncookies", func(s *Sysctls) *string { return &s.Syncookies }},
@@ -94,9 +90,9 @@ func inNetNS(netnsPath string, f func() error) error {
 	done := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		ns, err := os.Open(netnsPath)
+		ns, err := netns.Open(netnsPath)
 		if err != nil {
-			done <- fmt.Errorf("enter network namespace: %w", err)
+			done <- err
 			return
 		}
 		defer ns.Close()

@@ -12,7 +12,7 @@ func TestReadSysctls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if own.ConntrackMax == "" || own.Syncookies == "" {
+	if own.ExpectMax == "" || own.Syncookies == "" {
 		t.Skipf("this kernel shows no conntrack sysctls: %+v", own)
 	}
 	if os.Geteuid() != 0 {
@@ -22,7 +22,7 @@ func TestReadSysctls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if viaPath.ConntrackMax != own.ConntrackMax || viaPath.Syncookies != own.Syncookies {
+	if viaPath.ExpectMax != own.ExpectMax || viaPath.Syncookies != own.Syncookies {
 		t.Fatalf("by path %+v, own %+v", viaPath, own)
 	}
 	if _, err := ReadSysctls(t.TempDir() + "/nope"); err == nil {

@@ -98,22 +98,34 @@ func TestIptablesScriptNextToFtpnft(t *testing.T) {
 	mustFetch(t, cli, PORT, srv.V4, 21, files)
 }
 
+// privateEtc gives h a copy of /etc/NAME of its own (ip netns exec
+// bind-mounts /etc/netns/NAMESPACE/NAME over /etc/NAME), removed in
+// cleanup, with /etc/netns itself when this made it.
+func privateEtc(t *testing.T, h *Host, name string) {
+	t.Helper()
+	_, err := os.Stat("/etc/netns")
+	made := os.IsNotExist(err)
+	dir := filepath.Join("/etc/netns", h.Name)
+	t.Cleanup(func() {
+		os.RemoveAll(dir)
+		if made {
+			os.Remove("/etc/netns") // only when empty: another test may use it
+		}
+	})
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("cp", "-a", "/etc/"+name, filepath.Join(dir, name)).CombinedOutput(); err != nil {
+		t.Fatalf("copy /etc/%s: %v\n%s", name, err, out)
+	}
+}
+
 // ufwHost gives h a private copy of /etc/ufw (ip netns exec bind-mounts
 // /etc/netns/NAME/ufw over /etc/ufw), removed in cleanup.
 func ufwHost(t *testing.T, h *Host) {
 	t.Helper()
 	requireTool(t, "ufw")
-	dir := filepath.Join("/etc/netns", h.Name)
-	t.Cleanup(func() {
-		os.RemoveAll(dir)
-		os.Remove("/etc/netns") // only when empty
-	})
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", "/etc/ufw", dir+"/ufw").CombinedOutput(); err != nil {
-		t.Fatalf("copy /etc/ufw: %v\n%s", err, out)
-	}
+	privateEtc(t, h, "ufw")
 }
 
 // A real ufw (its own rules, in the namespace) that allows FTP's port and
@@ -195,17 +207,7 @@ func firewalldIn(t *testing.T, h *Host) (firewallCmd func(args ...string) string
 	t.Helper()
 	requireTool(t, "firewalld")
 	requireTool(t, "dbus-daemon")
-	dir := filepath.Join("/etc/netns", h.Name)
-	t.Cleanup(func() {
-		os.RemoveAll(dir)
-		os.Remove("/etc/netns")
-	})
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command("cp", "-a", "/etc/firewalld", dir+"/firewalld").CombinedOutput(); err != nil {
-		t.Fatalf("copy /etc/firewalld: %v\n%s", err, out)
-	}
+	privateEtc(t, h, "firewalld")
 	tmp := t.TempDir()
 	bus := filepath.Join(tmp, "bus")
 	config := filepath.Join(tmp, "dbus.conf")

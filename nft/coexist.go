@@ -86,7 +86,7 @@ func Coexistence(ctx context.Context, cfg Config, opts ...Option) ([]Finding, er
 	if err := ctx.Err(); err != nil {
 		return nil, &Error{Op: "coexistence", Err: err}
 	}
-	src := &chainRules{c: c, chains: chains, cache: map[*nftables.Chain][]*nftables.Rule{}, sets: map[string][]nftables.SetElement{}}
+	src := &chainRules{c: c, chains: chains, cache: map[*nftables.Chain][]*nftables.Rule{}, sets: map[string]*setContent{}}
 	var out []Finding
 	for _, ch := range chains {
 		if ch.Hooknum == nil || ch.Type != nftables.ChainTypeFilter || ch.Table == nil ||
@@ -157,7 +157,7 @@ type chainRules struct {
 	c      *conn
 	chains []*nftables.Chain
 	cache  map[*nftables.Chain][]*nftables.Rule
-	sets   map[string][]nftables.SetElement // by table, name and family; nil: unreadable
+	sets   map[string]*setContent // by table, name and family; nil: unreadable
 }
 
 func (s *chainRules) rules(ch *nftables.Chain) ([]*nftables.Rule, error) {
@@ -172,19 +172,19 @@ func (s *chainRules) rules(ch *nftables.Chain) ([]*nftables.Rule, error) {
 	return rs, nil
 }
 
-func (s *chainRules) set(t *nftables.Table, name string) []nftables.SetElement {
+func (s *chainRules) set(t *nftables.Table, name string) *setContent {
 	key := t.Name + "\x00" + name + "\x00" + familyName(t.Family)
-	if els, ok := s.sets[key]; ok {
-		return els
+	if c, ok := s.sets[key]; ok {
+		return c
 	}
-	var els []nftables.SetElement
+	var c *setContent
 	if set, err := s.c.GetSetByName(t, name); err == nil {
 		if got, err := s.c.GetSetElements(set); err == nil {
-			els = append([]nftables.SetElement{}, got...)
+			c = &setContent{elements: got, interval: set.Interval}
 		}
 	}
-	s.sets[key] = els
-	return els
+	s.sets[key] = c
+	return c
 }
 
 func (s *chainRules) chain(t *nftables.Table, name string) *nftables.Chain {
@@ -388,7 +388,7 @@ func admittedServices(src ruleSource, ch *nftables.Chain, depth int) ([]Service,
 	}
 	var out []Service
 	for _, r := range rules {
-		sets := func(name string) []nftables.SetElement { return src.set(ch.Table, name) }
+		sets := func(name string) *setContent { return src.set(ch.Table, name) }
 		if _, v := matchRule(r.Exprs, probe{}, sets); (v.kind == "jump" || v.kind == "goto") && depth < 16 {
 			// ufw keeps its services in chains that INPUT jumps to.
 			if target := src.chain(ch.Table, v.chain); target != nil {

@@ -150,3 +150,41 @@ func TestCoexistenceJumpsAndRoles(t *testing.T) {
 		t.Fatalf("server: %s", findingsText(fs))
 	}
 }
+
+// Set membership, exact and by intervals, at the ends of the key space.
+func TestMember(t *testing.T) {
+	exact := &setContent{elements: []nftables.SetElement{{Key: []byte{0xff, 0xff}}, {Key: []byte{0, 21}}}}
+	if member(reg{data: []byte{0xff, 0xff}}, exact) != yes || member(reg{data: []byte{0, 22}}, exact) != no {
+		t.Error("exact set: 65535 or 22 misjudged")
+	}
+	all := &setContent{interval: true, elements: []nftables.SetElement{{Key: make([]byte, 4)}}} // 0.0.0.0/0
+	if member(reg{data: []byte{192, 0, 2, 1}}, all) != yes {
+		t.Error("0.0.0.0/0 does not hold 192.0.2.1")
+	}
+	// 10.0.0.0/24 and the adjacent 10.0.1.0/24: the end of one at the start of the other.
+	adjacent := &setContent{interval: true, elements: []nftables.SetElement{
+		{Key: []byte{0, 0, 0, 0}, IntervalEnd: true}, {Key: []byte{10, 0, 0, 0}},
+		{Key: []byte{10, 0, 1, 0}, IntervalEnd: true}, {Key: []byte{10, 0, 1, 0}}, {Key: []byte{10, 0, 2, 0}, IntervalEnd: true},
+	}}
+	for addr, want := range map[[4]byte]tri{{10, 0, 0, 5}: yes, {10, 0, 1, 5}: yes, {10, 0, 2, 0}: no, {9, 255, 255, 255}: no} {
+		if got := member(reg{data: addr[:]}, adjacent); got != want {
+			t.Errorf("%v in adjacent ranges: %v, want %v", addr, got, want)
+		}
+	}
+	ports := &setContent{interval: true, elements: []nftables.SetElement{{Key: []byte{0, 0}, IntervalEnd: true}, {Key: []byte{0x04, 0x00}}}} // 1024-65535
+	if member(reg{ports: PortRange{1024, 65535}}, ports) != yes || member(reg{ports: PortRange{1, 1023}}, ports) != no {
+		t.Error("a port range against 1024-65535 misjudged")
+	}
+}
+
+// A return in a base chain, and the end of a chain gone to by goto, apply
+// the base chain's policy.
+func TestBaseChainReturnAppliesPolicy(t *testing.T) {
+	k := &fakekernel.Kernel{}
+	foreignChain(t, k, nftables.TableFamilyIPv4, "filter", "INPUT", "input", nftables.ChainPolicyDrop,
+		[]expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}})
+	fs, err := Coexistence(context.Background(), DefaultConfig(), WithKernel(k))
+	if err != nil || len(fs) == 0 || !fs[0].Certain || fs[0].Where != "policy drop" {
+		t.Fatalf("return in a base chain with policy drop: %v\n%s", err, findingsText(fs))
+	}
+}

@@ -64,8 +64,8 @@ type outcome struct {
 type ruleSource interface {
 	rules(c *nftables.Chain) ([]*nftables.Rule, error)
 	chain(table *nftables.Table, name string) *nftables.Chain
-	// set returns the elements of a set of the table, nil if unreadable.
-	set(table *nftables.Table, name string) []nftables.SetElement
+	// set returns a set of the table, nil if unreadable.
+	set(table *nftables.Table, name string) *setContent
 }
 
 // evaluate walks chain with p, following jumps (to depth 16, as a loop
@@ -78,7 +78,7 @@ func evaluate(src ruleSource, chain *nftables.Chain, p probe, certain bool, dept
 	}
 	var maybeDrop *nftables.Rule
 	for _, r := range rules {
-		m, v := matchRule(r.Exprs, p, func(name string) []nftables.SetElement { return src.set(chain.Table, name) })
+		m, v := matchRule(r.Exprs, p, func(name string) *setContent { return src.set(chain.Table, name) })
 		if m == no || v.kind == "" {
 			continue
 		}
@@ -120,22 +120,29 @@ func evaluate(src ruleSource, chain *nftables.Chain, p probe, certain bool, dept
 			}
 			certain = certain && sub.certain
 			if v.kind == "goto" && m == yes {
-				return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+				return policyOf(chain, depth, certain, maybeDrop), nil
 			}
 		case "return":
 			if m == yes {
-				return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+				return policyOf(chain, depth, certain, maybeDrop), nil
 			}
 			certain = false
 		}
 	}
-	if chain.Hooknum != nil && chain.Policy != nil {
+	return policyOf(chain, depth, certain, maybeDrop), nil
+}
+
+// policyOf ends a walk through chain: in a base chain (depth 0) with its
+// policy, which also ends a return or a chain gone to by goto; in a chain
+// jumped to, by going on in the caller.
+func policyOf(chain *nftables.Chain, depth int, certain bool, maybeDrop *nftables.Rule) outcome {
+	if depth == 0 && chain.Hooknum != nil && chain.Policy != nil {
 		if *chain.Policy == nftables.ChainPolicyDrop {
-			return outcome{verdict: "drop", certain: certain, maybeDrop: maybeDrop}, nil
+			return outcome{verdict: "drop", certain: certain, maybeDrop: maybeDrop}
 		}
-		return outcome{verdict: "accept", certain: certain, maybeDrop: maybeDrop}, nil
+		return outcome{verdict: "accept", certain: certain, maybeDrop: maybeDrop}
 	}
-	return outcome{certain: certain, maybeDrop: maybeDrop}, nil
+	return outcome{certain: certain, maybeDrop: maybeDrop}
 }
 
 // verdictOf is what a rule does when it matches.
@@ -157,7 +164,7 @@ type reg struct {
 
 // matchRule says whether the rule's matches hold for p, and its verdict.
 // set returns the elements of a set the rule looks up (nil: unknown).
-func matchRule(exprs []expr.Any, p probe, set func(name string) []nftables.SetElement) (tri, verdictOf) {
+func matchRule(exprs []expr.Any, p probe, set func(name string) *setContent) (tri, verdictOf) {
 	regs := map[uint32]reg{}
 	m := yes
 	var v verdictOf
@@ -198,11 +205,11 @@ func matchRule(exprs []expr.Any, p probe, set func(name string) []nftables.SetEl
 				m = and(m, maybe) // a map: its values decide
 				continue
 			}
-			var els []nftables.SetElement
+			var content *setContent
 			if set != nil {
-				els = set(e.SetName)
+				content = set(e.SetName)
 			}
-			in := member(regs[e.SourceRegister], els)
+			in := member(regs[e.SourceRegister], content)
 			if e.Invert {
 				in = yes + no - in
 			}
@@ -483,26 +490,32 @@ func describeRule(r *nftables.Rule) string {
 	return s
 }
 
-// member says whether r is an element of a set with elements els (nil:
-// unknown), exact or, in an interval set, within a range (a start element,
-// then the end element after the range).
-func member(r reg, els []nftables.SetElement) tri {
-	if els == nil {
+// setContent is a set's elements, and whether they are intervals.
+type setContent struct {
+	elements []nftables.SetElement
+	interval bool
+}
+
+// member says whether r is an element of a set (nil: unknown), exact or,
+// in an interval set, within a range (a start element, then the end
+// element after the range).
+func member(r reg, set *setContent) tri {
+	if set == nil {
 		return maybe
 	}
-	type span struct{ lo, hi []byte } // hi exclusive; nil: open
+	type span struct{ lo, hi []byte } // hi exclusive; nil: open, or for an exact element: lo only
 	var spans []span
-	interval := slices.ContainsFunc(els, func(e nftables.SetElement) bool { return e.IntervalEnd })
-	if interval {
-		sorted := slices.Clone(els)
+	if set.interval {
+		sorted := slices.Clone(set.elements)
 		slices.SortFunc(sorted, func(a, b nftables.SetElement) int {
 			if c := bytes.Compare(a.Key, b.Key); c != 0 {
 				return c
 			}
-			if a.IntervalEnd == b.IntervalEnd {
+			// At one key the end of a range comes before the next start.
+			switch {
+			case a.IntervalEnd == b.IntervalEnd:
 				return 0
-			}
-			if a.IntervalEnd {
+			case a.IntervalEnd:
 				return -1
 			}
 			return 1
@@ -517,43 +530,56 @@ func member(r reg, els []nftables.SetElement) tri {
 			}
 			spans = append(spans, span{e.Key, hi})
 		}
-	} else {
-		for _, e := range els {
-			next := slices.Clone(e.Key)
-			for i := len(next) - 1; i >= 0; i-- {
-				if next[i]++; next[i] != 0 {
-					break
+	}
+	within := func(v []byte) tri {
+		if !set.interval {
+			for _, e := range set.elements {
+				if len(e.Key) != len(v) {
+					return maybe
+				}
+				if bytes.Equal(e.Key, v) {
+					return yes
 				}
 			}
-			spans = append(spans, span{e.Key, next})
+			return no
 		}
-	}
-	switch {
-	case !r.ports.IsZero():
-		lo := binary.BigEndian.AppendUint16(nil, r.ports.Lo)
-		hi := binary.BigEndian.AppendUint16(nil, r.ports.Hi)
 		for _, sp := range spans {
-			if len(sp.lo) != 2 {
+			if len(sp.lo) != len(v) {
 				return maybe
 			}
-			if bytes.Compare(sp.lo, lo) <= 0 && (sp.hi == nil || bytes.Compare(hi, sp.hi) < 0) {
-				return yes // all of the range is in the set
-			}
-			if bytes.Compare(sp.lo, hi) <= 0 && (sp.hi == nil || bytes.Compare(sp.hi, lo) > 0) {
-				return maybe // some port of the range is in the set
+			if bytes.Compare(sp.lo, v) <= 0 && (sp.hi == nil || bytes.Compare(v, sp.hi) < 0) {
+				return yes
 			}
 		}
 		return no
+	}
+	switch {
+	case !r.ports.IsZero():
+		// A port somewhere in a range: in the set for all, none or some.
+		lo := within(binary.BigEndian.AppendUint16(nil, r.ports.Lo))
+		hi := within(binary.BigEndian.AppendUint16(nil, r.ports.Hi))
+		if lo == no && hi == no {
+			// None of the set's elements may lie strictly inside.
+			for _, e := range set.elements {
+				if len(e.Key) == 2 && !e.IntervalEnd {
+					if v := binary.BigEndian.Uint16(e.Key); r.ports.Lo < v && v < r.ports.Hi {
+						return maybe
+					}
+				}
+			}
+			return no
+		}
+		if lo == yes && hi == yes && set.interval {
+			// Both ends in; all between too if one range holds both.
+			for _, sp := range spans {
+				if len(sp.lo) == 2 && binary.BigEndian.Uint16(sp.lo) <= r.ports.Lo && (sp.hi == nil || r.ports.Hi < binary.BigEndian.Uint16(sp.hi)) {
+					return yes
+				}
+			}
+		}
+		return maybe
 	case r.unknown || r.data == nil || r.notLo || r.nonZero:
 		return maybe
 	}
-	for _, sp := range spans {
-		if len(sp.lo) != len(r.data) {
-			return maybe
-		}
-		if bytes.Compare(sp.lo, r.data) <= 0 && (sp.hi == nil || bytes.Compare(r.data, sp.hi) < 0) {
-			return yes
-		}
-	}
-	return no
+	return within(r.data)
 }

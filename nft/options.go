@@ -5,14 +5,14 @@ import (
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 
-	"github.com/ftpnft/ftpnft/internal/nlio"
+	"github.com/ftpnft/ftpnft/internal/netns"
 )
 
 // Option configures how the package reaches the kernel.
 type Option func(*options)
 
 type options struct {
-	netns nlio.NetNS
+	netns netns.NetNS
 	dial  nltest.Func // a Kernel's, in place of the namespace's
 }
 

@@ -370,7 +370,7 @@ func decodeTrace(m netlink.Message) (TraceEvent, bool) {
 	if err != nil || ev.Kind == "" {
 		return TraceEvent{}, false
 	}
-	if network != nil {
+	if len(network) > 0 {
 		if p, ok := decodePacket(nfproto == nfprotoIPv6 || network[0]>>4 == 6, append(append([]byte(nil), network...), transport...), false); ok {
 			ev.Packet = p
 		}

@@ -339,7 +339,7 @@ func ReadSourceFile(path string) ([]netip.Prefix, error) {
 		}
 		p, err := ParseSource(line)
 		if err != nil {
-			return nil, fmt.Errorf("source file %s:%d: %w", path, n, err)
+			return nil, fmt.Errorf("source file %s:%d: %w", input.Clip(path), n, err)
 		}
 		out = append(out, p)
 	}

@@ -46,6 +46,7 @@ type configValue struct {
 // the wrong shape, is an error naming the file, line and key. Relative
 // source-file paths are relative to the config file.
 func readConfig(path string) (map[string]configValue, error) {
+	name := input.Clip(path) // for messages
 	b, err := input.ReadFile(path, maxConfigSize)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -53,16 +54,16 @@ func readConfig(path string) (map[string]configValue, error) {
 	var doc yaml.Node
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	if err := dec.Decode(&doc); err != nil && err != io.EOF {
-		return nil, fmt.Errorf("config %s: %w", path, err)
+		return nil, fmt.Errorf("config %s: %w", name, err)
 	}
 	// One document: a second one (after "---") would be ignored silently.
 	var next yaml.Node
 	switch err := dec.Decode(&next); {
 	case err == io.EOF:
 	case err != nil:
-		return nil, fmt.Errorf("config %s: after the first YAML document: %w", path, err)
+		return nil, fmt.Errorf("config %s: after the first YAML document: %w", name, err)
 	case len(next.Content) > 0 && next.Content[0].Tag != "!!null":
-		return nil, fmt.Errorf("config %s:%d: a second YAML document; a config file holds one", path, next.Content[0].Line)
+		return nil, fmt.Errorf("config %s:%d: a second YAML document; a config file holds one", name, next.Content[0].Line)
 	}
 	out := map[string]configValue{}
 	if len(doc.Content) == 0 {
@@ -70,12 +71,12 @@ func readConfig(path string) (map[string]configValue, error) {
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("config %s:%d: want a mapping of keys such as \"ports: [21]\"", path, root.Line)
+		return nil, fmt.Errorf("config %s:%d: want a mapping of keys such as \"ports: [21]\"", name, root.Line)
 	}
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		key := k.Value
-		at := fmt.Sprintf("config %s:%d: key %s", path, k.Line, input.Quote(key))
+		at := fmt.Sprintf("config %s:%d: key %s", name, k.Line, input.Quote(key))
 		if !slices.Contains(configKeys, key) {
 			return nil, fmt.Errorf("%s: unknown key (known: %s)", at, strings.Join(configKeys, ", "))
 		}
@@ -92,7 +93,7 @@ func readConfig(path string) (map[string]configValue, error) {
 			}
 			for _, item := range v.Content {
 				if item.Kind != yaml.ScalarNode {
-					return nil, fmt.Errorf("config %s:%d: key %s: list items must be plain values", path, item.Line, input.Quote(key))
+					return nil, fmt.Errorf("config %s:%d: key %s: list items must be plain values", name, item.Line, input.Quote(key))
 				}
 				values = append(values, item.Value)
 			}
@@ -133,7 +134,7 @@ func applyConfig(fs *flag.FlagSet, path string) (map[string]string, error) {
 		if !ok || given[key] || fs.Lookup(key) == nil {
 			continue
 		}
-		from[key] = fmt.Sprintf("config %s:%d: key %s", path, v.line, input.Quote(key))
+		from[key] = fmt.Sprintf("config %s:%d: key %s", input.Clip(path), v.line, input.Quote(key))
 		for _, value := range v.values {
 			if err := fs.Set(key, value); err != nil {
 				return nil, fmt.Errorf("%s: invalid value %s: %v", from[key], input.Quote(value), err)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -46,7 +47,7 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 		return fail(stderr, o.cmd, err)
 	}
 	add(tableCheck(o, st))
-	add(assignmentCheck(st, cfg))
+	add(assignmentCheck(o, st, cfg))
 
 	findings, err := nft.Coexistence(ctx, cfg, o.nftOptions()...)
 	if err != nil {
@@ -57,9 +58,9 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	}
 
 	add(legacyCheck(o.netns))
-	sys, err := helper.ReadSysctls(o.netns)
-	if err != nil {
-		add(check{Name: "sysctls", Status: statusWarn, Detail: err.Error()})
+	sys, sysErr := helper.ReadSysctls(o.netns)
+	if sysErr != nil {
+		add(check{Name: "sysctls", Status: statusWarn, Detail: "could not read the sysctls: " + sysErr.Error()})
 	}
 	usage, err := conntrack.ReadUsage(ctx, o.conntrackOptions()...)
 	if err != nil {
@@ -69,8 +70,10 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 			add(c)
 		}
 	}
-	for _, c := range sysctlChecks(sys, cfg) {
-		add(c)
+	if sysErr == nil {
+		for _, c := range sysctlChecks(sys, cfg) {
+			add(c)
+		}
 	}
 
 	failed := 0
@@ -158,30 +161,26 @@ func tableCheck(o *cliOptions, st *nft.Status) check {
 
 // assignmentCheck: the helper is assigned on every control port, in
 // prerouting for a server or router and in output for a client.
-func assignmentCheck(st *nft.Status, cfg nft.Config) check {
+func assignmentCheck(o *cliOptions, st *nft.Status, cfg nft.Config) check {
 	c := check{Name: "helper assignment"}
 	if !st.Installed || !st.Owned {
 		c.Status, c.Detail = statusFail, "no table of ftpnft's assigns the helper"
 		return c
 	}
-	var missing []string
+	var missing []uint16
 	for _, p := range cfg.Ports {
-		found := false
-		for _, q := range st.Ports {
-			found = found || p == q
-		}
-		if !found {
-			missing = append(missing, fmt.Sprint(p))
+		if !slices.Contains(st.Ports, p) {
+			missing = append(missing, p)
 		}
 	}
-	clientMissing := cfg.Has(nft.RoleClient) && !hasRole(st.Roles, nft.RoleClient)
+	install := "ftpnft install" + o.netnsFlag()
 	switch {
 	case len(missing) > 0:
-		c.Status, c.Detail = statusFail, "control ports without the helper: "+strings.Join(missing, ",")
-		c.Fix = "ftpnft install --ports " + join(cfg.Ports)
-	case clientMissing:
+		c.Status, c.Detail = statusFail, "control ports without the helper: "+join(missing)
+		c.Fix = install + " --ports " + join(cfg.Ports) + " (and the flags you installed with)"
+	case cfg.Has(nft.RoleClient) && !slices.Contains(st.Roles, nft.RoleClient):
 		c.Status, c.Detail = statusFail, "this host's own FTP connections (role client) do not get the helper: active mode fails"
-		c.Fix = "ftpnft install --role " + join(cfg.Roles)
+		c.Fix = install + " --role " + join(cfg.Roles) + " (and the flags you installed with)"
 	default:
 		where := []string{}
 		if cfg.Has(nft.RoleServer) || cfg.Has(nft.RoleRouter) {
@@ -193,15 +192,6 @@ func assignmentCheck(st *nft.Status, cfg nft.Config) check {
 		c.Status, c.Detail = statusOK, fmt.Sprintf("new connections to ports %s get the helper in %s", join(cfg.Ports), strings.Join(where, " and "))
 	}
 	return c
-}
-
-func hasRole(roles []nft.Role, r nft.Role) bool {
-	for _, x := range roles {
-		if x == r {
-			return true
-		}
-	}
-	return false
 }
 
 // firewallChecks turns the coexistence findings into checks: a certain drop

@@ -182,10 +182,11 @@ Flags:
 	"render": `Usage: ftpnft render [flags]
 
 Prints what install would create, in nft syntax ("nft -f" loads it). It
-never reaches the kernel or a namespace.
+never reaches the kernel or a namespace: --netns is accepted (not empty)
+and not opened.
 
 Flags:
-` + tableFlags + rulesetFlags + hardeningFlags + "\n" + exitStatus,
+` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + "\n" + exitStatus,
 	"expectations": `Usage: ftpnft expectations [flags]
 
 Lists the kernel's conntrack expectations (what data connections the

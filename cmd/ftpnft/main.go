@@ -31,7 +31,7 @@ func main() {
 
 // interruptible returns ctx, cancelled by SIGINT or SIGTERM, for the
 // commands that clean up or finish their output when stopped: selftest and
-// expectations --watch. The others let those signals end them at once: each
+// expectations --watch (doctor --trace catches SIGPIPE too, see runTrace). The others let those signals end them at once: each
 // changes the kernel in one atomic batch or not at all. (Catching signals
 // costs a command three more threads: 0.5 ms, a tenth of a listing.)
 func interruptible(ctx context.Context) (context.Context, context.CancelFunc) {

@@ -19,7 +19,7 @@ import (
 	"github.com/ftpnft/ftpnft/conntrack"
 	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/internal/input"
-	"github.com/ftpnft/ftpnft/internal/nlio"
+	"github.com/ftpnft/ftpnft/internal/netns"
 	"github.com/ftpnft/ftpnft/nft"
 )
 
@@ -260,7 +260,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, at("source-file", err)
 			}
 			if len(ps) == 0 {
-				return nil, at("source-file", fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", f))
+				return nil, at("source-file", fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", input.Clip(f)))
 			}
 			o.cfg.Sources = append(o.cfg.Sources, ps...)
 		}
@@ -509,7 +509,7 @@ func netnsPath(s string) (string, error) {
 		}
 		p = filepath.Join("/var/run/netns", s)
 	}
-	f, err := nlio.OpenNetNS(p)
+	f, err := netns.Open(p)
 	switch {
 	case errors.Is(err, os.ErrNotExist) && p != s:
 		return "", fmt.Errorf("netns %s: no such network namespace (%s missing; see `ip netns list`)", input.Quote(s), p)
@@ -517,7 +517,7 @@ func netnsPath(s string) (string, error) {
 		return "", fmt.Errorf("netns %s: no such network namespace", input.Quote(s))
 	case errors.Is(err, os.ErrPermission):
 		return p, nil // not the user's input: the command fails on it with exit 1
-	case errors.Is(err, nlio.ErrNotNetNS):
+	case errors.Is(err, netns.ErrNotNetNS):
 		return "", fmt.Errorf("netns %s: %w", input.Quote(s), err)
 	case err != nil:
 		var errno syscall.Errno // the path is the user's: say it once, clipped

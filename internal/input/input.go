@@ -26,16 +26,21 @@ var ErrTooLarge = errors.New("file too large")
 func ReadFile(path string, limit int64) ([]byte, error) {
 	// What the path is, before opening it (a socket cannot be opened), and
 	// again after (it may have been replaced in between).
+	name := Clip(path) // for messages: a path may be 4 KiB
 	st, err := os.Stat(path)
 	if err == nil && !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, Kind(st.Mode()))
+		return nil, fmt.Errorf("%s: %w (%s)", name, ErrNotRegular, Kind(st.Mode()))
 	}
 	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return nil, &os.PathError{Op: pe.Op, Path: name, Err: pe.Err}
+		}
 		return nil, err
 	}
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, &os.PathError{Op: "open", Path: name, Err: err}
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
@@ -43,18 +48,18 @@ func ReadFile(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: %w (%s)", path, ErrNotRegular, Kind(st.Mode()))
+		return nil, fmt.Errorf("%s: %w (%s)", name, ErrNotRegular, Kind(st.Mode()))
 	}
 	if st.Size() > limit {
-		return nil, fmt.Errorf("%s: %w: %d bytes, the limit is %d", path, ErrTooLarge, st.Size(), limit)
+		return nil, fmt.Errorf("%s: %w: %d bytes, the limit is %d", name, ErrTooLarge, st.Size(), limit)
 	}
 	// Files in /proc report size 0: the limit holds while reading too.
 	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
+		return nil, fmt.Errorf("read %s: %w", name, err)
 	}
 	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: %w: more than the limit of %d bytes", path, ErrTooLarge, limit)
+		return nil, fmt.Errorf("%s: %w: more than the limit of %d bytes", name, ErrTooLarge, limit)
 	}
 	return b, nil
 }
@@ -80,6 +85,19 @@ func Kind(m os.FileMode) string {
 
 // MaxQuoted is how many bytes of a bad value an error message repeats.
 const MaxQuoted = 100
+
+// Clip returns s unquoted (a path, say), cut after MaxQuoted bytes as
+// Quote cuts.
+func Clip(s string) string {
+	if len(s) <= MaxQuoted {
+		return s
+	}
+	cut := MaxQuoted
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
+}
 
 // Quote returns s as a Go-quoted string, as %q prints it, cut after
 // MaxQuoted bytes (at a character boundary) with a note of the full

@@ -76,7 +76,10 @@ func Run(ctx context.Context, w io.Writer) error {
 		srv.nsPath, cli.nsPath, serverV4.Addr(), serverV6.Addr(), clientV4.Addr(), clientV6.Addr())
 
 	if rep, err := srv.do(request{Op: "serve", Port: ftpPort, Size: payloadSize}); err != nil || !rep.OK {
-		return fmt.Errorf("start the built-in FTP server: %v%s", err, rep.Error)
+		if err == nil {
+			err = errors.New(rep.Error)
+		}
+		return fmt.Errorf("start the built-in FTP server: %w", err)
 	}
 	r.ok("built-in FTP server listening on port %d, serving /payload.bin (%d bytes)", ftpPort, payloadSize)
 
@@ -84,7 +87,7 @@ func Run(ctx context.Context, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := nft.Apply(context.Background(), rs, nft.WithNetNS(srv.nsPath)); err != nil {
+	if _, err := nft.Apply(ctx, rs, nft.WithNetNS(srv.nsPath)); err != nil {
 		return err
 	}
 	r.ok("ftpnft ruleset installed in the server namespace (table inet %s, policy drop)", rs.Table)
@@ -118,7 +121,7 @@ func Run(ctx context.Context, w io.Writer) error {
 		return ctx.Err()
 	}
 	r.printf("negative control (the same policy without the helper):\n")
-	if _, err := nft.Apply(context.Background(), rs.WithoutHelper(), nft.WithNetNS(srv.nsPath)); err != nil {
+	if _, err := nft.Apply(ctx, rs.WithoutHelper(), nft.WithNetNS(srv.nsPath)); err != nil {
 		return err
 	}
 	drain(events)

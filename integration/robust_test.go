@@ -106,8 +106,8 @@ func TestHandEditedTableIsRepaired(t *testing.T) {
 }
 
 // Someone else's table named ftpnft, with an interval set of ports: status
-// reports it as foreign (exit 0), install and uninstall refuse (exit 1) and
-// leave it byte for byte.
+// reports it as foreign (exit 1: not ftpnft's), install and uninstall refuse
+// (exit 1) and leave it byte for byte.
 func TestForeignTableWithPortSet(t *testing.T) {
 	RequireRoot(t)
 	h := NewHost(t, "foreign")

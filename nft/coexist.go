@@ -8,7 +8,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/google/nftables/xt"
 	"golang.org/x/sys/unix"
 
@@ -299,12 +298,7 @@ func hookName(f nftables.TableFamily, h nftables.ChainHook) string {
 	if f == nftables.TableFamilyNetdev || f == nftables.TableFamilyARP || f == nftables.TableFamilyBridge {
 		return fmt.Sprintf("%s hook %d", familyName(f), h)
 	}
-	for name, n := range hookNumbers {
-		if n == h {
-			return name
-		}
-	}
-	return fmt.Sprintf("hook %d", h)
+	return hookOf(h)
 }
 
 // finding starts a Finding about chain ch.
@@ -473,13 +467,4 @@ func (c Config) admitsService(s Service) bool {
 		return false
 	}
 	return slices.Contains(c.Ports, s.Port) || !c.PassivePorts.IsZero() && c.PassivePorts.Lo <= s.Port && s.Port <= c.PassivePorts.Hi
-}
-
-// ruleComment returns a rule's comment: nft's user data, or iptables'
-// comment match.
-func ruleComment(r *nftables.Rule) string {
-	if c, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok {
-		return strings.TrimRight(c, "\x00")
-	}
-	return ""
 }

@@ -224,7 +224,7 @@ func (c Config) Validate() error {
 
 // AdmitsNew reports whether the input chain built from c admits a new TCP
 // connection from src to port of this host, following the rules in their
-// order: loopback; a control port (role server), which then decides alone
+// order: loopback; the blocklist; a control port (role server), which then decides alone
 // by the source allowlist; the passive range (from allowed sources); an
 // allowed service. Without an input chain (role router only) or under
 // policy accept everything is admitted. Connection limits and rates are

@@ -13,7 +13,10 @@
 //	res, err := nft.Apply(ctx, rs, nft.WithNetNS("/var/run/netns/ftp"))
 //
 // Every call that reaches the kernel takes a context first; ending it ends
-// a dump that waits for the kernel. [Dump] shows any inet table as the
+// a wait for the kernel's answers to what ftpnft sends itself (the
+// generation, its table, set elements, batches) and stops between reads;
+// the reads done through google/nftables (chains, rules, objects) cannot be
+// interrupted. [Dump] shows any inet table as the
 // kernel holds it, in nft syntax.
 //
 // # Layout

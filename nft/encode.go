@@ -3,11 +3,9 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
@@ -258,8 +256,8 @@ func describe(m netlink.Message) string {
 		return "add chain " + nlio.StringAttr(m, unix.NFTA_CHAIN_NAME)
 	case unix.NFT_MSG_NEWRULE:
 		s := "add rule to chain " + nlio.StringAttr(m, unix.NFTA_RULE_CHAIN)
-		if c, ok := userdata.GetString(nlio.Attr(m, unix.NFTA_RULE_USERDATA), userdata.TypeComment); ok {
-			s += fmt.Sprintf(" (comment %q)", strings.TrimRight(c, "\x00"))
+		if c := commentOf(nlio.Attr(m, unix.NFTA_RULE_USERDATA)); c != "" {
+			s += fmt.Sprintf(" (comment %q)", c)
 		}
 		return s
 	}

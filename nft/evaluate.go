@@ -484,7 +484,7 @@ func describeRule(r *nftables.Rule) string {
 	if r.Chain != nil && r.Chain.Name != "" {
 		s += " in chain " + r.Chain.Name
 	}
-	if c := ruleComment(r); c != "" {
+	if c := commentOf(r.UserData); c != "" {
 		s += fmt.Sprintf(" (comment %q)", c)
 	}
 	return s

@@ -67,9 +67,14 @@ type ruleFP struct {
 // comment returns the rule's comment and whether it is one of ftpnft's,
 // without ftpnft's prefix.
 func (r ruleFP) comment() (string, bool) {
-	c, _ := userdata.GetString(r.udata, userdata.TypeComment)
-	c = strings.TrimRight(c, "\x00")
+	c := commentOf(r.udata)
 	return strings.TrimPrefix(c, commentPrefix), strings.HasPrefix(c, commentPrefix)
+}
+
+// commentOf returns the comment in a rule's user data, or "".
+func commentOf(udata []byte) string {
+	c, _ := userdata.GetString(udata, userdata.TypeComment)
+	return strings.TrimRight(c, "\x00")
 }
 
 // key encodes the rule canonically: its netlink expressions with counter

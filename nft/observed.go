@@ -12,7 +12,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
-	"github.com/google/nftables/userdata"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -77,7 +76,7 @@ func read(c *conn, name string, foreign bool) (*installed, error) {
 		ic.rules = rules
 		for _, r := range rules {
 			rulesSeen++
-			comment, _ := userdata.GetString(r.UserData, userdata.TypeComment)
+			comment := commentOf(r.UserData)
 			if strings.HasPrefix(comment, commentPrefix) {
 				ownedRules++
 			}
@@ -146,14 +145,7 @@ func read(c *conn, name string, foreign bool) (*installed, error) {
 func chainOf(ch *nftables.Chain) Chain {
 	c := Chain{Name: ch.Name, Type: string(ch.Type)}
 	if ch.Hooknum != nil {
-		for n, h := range hookNumbers {
-			if h == *ch.Hooknum {
-				c.Hook = n
-			}
-		}
-		if c.Hook == "" {
-			c.Hook = fmt.Sprintf("hook %d", *ch.Hooknum)
-		}
+		c.Hook = hookOf(*ch.Hooknum)
 	}
 	if ch.Priority != nil {
 		c.Priority = int32(*ch.Priority)
@@ -310,4 +302,14 @@ func (in *installed) ruleset(name string) *Ruleset {
 		rs.Chains = append(rs.Chains, ch)
 	}
 	return rs
+}
+
+// hookOf names a hook of the ip, ip6 and inet families, as nft does.
+func hookOf(h nftables.ChainHook) string {
+	for name, n := range hookNumbers {
+		if n == h {
+			return name
+		}
+	}
+	return fmt.Sprintf("hook %d", h)
 }

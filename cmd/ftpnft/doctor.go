@@ -49,11 +49,7 @@ func doctor(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	add(tableCheck(o, st))
 	add(assignmentCheck(o, st, cfg))
 
-	findings, err := nft.Coexistence(ctx, cfg, o.nftOptions()...)
-	if err != nil {
-		add(check{Name: "other firewalls", Status: statusWarn, Detail: "could not read the other tables: " + err.Error()})
-	}
-	for _, c := range firewallChecks(findings) {
+	for _, c := range firewallChecks(coexistence(ctx, cfg, o.nftOptions())) {
 		add(c)
 	}
 
@@ -202,6 +198,10 @@ func firewallChecks(findings []nft.Finding) []check {
 	}
 	var out []check
 	for _, f := range findings {
+		if f.Table == "" { // the other tables could not be read
+			out = append(out, check{Name: "other firewalls", Status: statusWarn, Detail: f.Traffic})
+			continue
+		}
 		c := check{Name: "other firewall", Fix: f.Fix}
 		detail := f.String()
 		if i := strings.LastIndex(detail, "; fix: "); i >= 0 {

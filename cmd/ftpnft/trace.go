@@ -357,11 +357,11 @@ func hostPort(m []string) (netip.Addr, uint16) {
 
 func (t *tracer) announce(s *session, a announcement, said string) {
 	s.announced = append(s.announced, a)
-	who, what := "server", "passive"
+	event, who, what := "reply", "server", "passive"
 	if !a.passive {
-		who, what = "client", "active"
+		event, who, what = "command", "client", "active"
 	}
-	t.line(s, "reply", fmt.Sprintf("%s said %q: %s data connection to %s:%d", who, said, what, a.addr, a.port), "")
+	t.line(s, event, fmt.Sprintf("%s said %q: %s data connection to %s:%d", who, said, what, a.addr, a.port), "")
 	if a.passive {
 		s.ports = append(s.ports, a.port)
 		if a.addr != s.server.Addr().Unmap() && a.addr != s.server.Addr() {

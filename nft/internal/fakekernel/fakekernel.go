@@ -37,12 +37,12 @@ type Kernel struct {
 	// Busy simulates another writer committing all the time: every
 	// generation reading is one higher than the last.
 	Busy bool
-	// beforeBatch, when set, runs once before the next batch is applied:
+	// BeforeBatch, when set, runs once before the next batch is applied:
 	// another writer getting in between ftpnft's read and its batch.
 	BeforeBatch func()
 	// Gets counts the requests of each NFT_MSG_GET* type.
 	Gets map[uint16]int
-	// midRead, when set, runs once when ftpnft lists chains: another writer
+	// MidRead, when set, runs once when ftpnft lists chains: another writer
 	// committing while ftpnft reads its table.
 	MidRead func()
 	// Overflow loses the answers to every batch, as the kernel does when

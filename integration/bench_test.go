@@ -429,18 +429,21 @@ func BenchmarkTransfer(b *testing.B) {
 	traceOther := func() {
 		install()()
 		tracing = exec.Command(ftpnftBin, "doctor", "--trace", "--ports", "2121", "--netns", srv.Path)
-		errPipe, err := tracing.StderrPipe()
+		// A pipe of our own, not StderrPipe: it is read while Wait runs.
+		errPipe, w, err := os.Pipe()
 		if err != nil {
 			b.Fatal(err)
 		}
+		tracing.Stderr = w
 		if err := tracing.Start(); err != nil {
 			b.Fatal(err)
 		}
+		w.Close()
 		line, err := bufio.NewReader(errPipe).ReadString('\n')
 		if err != nil || !strings.Contains(line, "tracing FTP sessions") {
 			b.Fatalf("trace did not start: %q, %v", line, err)
 		}
-		go io.Copy(io.Discard, errPipe)
+		go func() { io.Copy(io.Discard, errPipe); errPipe.Close() }()
 	}
 	stopTrace := func() {
 		if tracing != nil {

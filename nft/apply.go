@@ -139,7 +139,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 		}
 		return nil
 	}
-	cur, err := read(c, table, false)
+	cur, err := read(c, table, false, nil)
 	if err != nil {
 		return cmp.Or(unchanged(), err)
 	}

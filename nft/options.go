@@ -12,8 +12,9 @@ import (
 type Option func(*options)
 
 type options struct {
-	netns netns.NetNS
-	dial  nltest.Func // a Kernel's, in place of the namespace's
+	netns  netns.NetNS
+	dial   nltest.Func // a Kernel's, in place of the namespace's
+	verify bool
 }
 
 // WithNetNS works in the network namespace at path, such as
@@ -68,3 +69,10 @@ func kernelDial(k Kernel) nltest.Func {
 		return out, nil
 	}
 }
+
+// WithVerify makes ReadStatus read every set element and compare the table
+// in full, even when the table's stamp proves it unchanged since ftpnft
+// wrote it. Without it, a stamped table's address sets are taken from the
+// ruleset compared with, which their digest equals: a status of a
+// million-network allowlist then reads no element.
+func WithVerify() Option { return func(o *options) { o.verify = true } }

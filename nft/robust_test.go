@@ -374,3 +374,42 @@ func TestBlocklist(t *testing.T) {
 		t.Errorf("a blocked network with host bits: %v", err)
 	}
 }
+
+// A status compared with the ruleset the table's stamp proves it holds
+// reads no set element; WithVerify, or any commit since, makes it read all.
+func TestStatusOfStampedTableReadsNoElements(t *testing.T) {
+	k := &fakekernel.Kernel{}
+	cfg := DefaultConfig()
+	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+	rs := mustBuild(t, cfg)
+	if _, err := Apply(context.Background(), rs, WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	read := func(opts ...Option) (*Status, int) {
+		t.Helper()
+		k.Gets = nil
+		st, err := ReadStatus(context.Background(), rs, append(opts, WithKernel(k))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, k.Gets[unix.NFT_MSG_GETSETELEM]
+	}
+	st, dumps := read()
+	if dumps != 0 || !st.Matches || st.Modified || len(st.Sources) != 2 {
+		t.Fatalf("stamped: %d element dumps, matches %v, modified %v, sources %v", dumps, st.Matches, st.Modified, st.Sources)
+	}
+	if st, dumps := read(WithVerify()); dumps == 0 || !st.Matches {
+		t.Fatalf("with WithVerify: %d element dumps, matches %v", dumps, st.Matches)
+	}
+	k.Gen++ // someone else committed
+	if st, dumps := read(); dumps == 0 || !st.Matches {
+		t.Fatalf("after another commit: %d element dumps, matches %v", dumps, st.Matches)
+	}
+	// A different configuration is never taken for the stamped one.
+	other := cfg
+	other.Sources = cfg.Sources[:1]
+	st, err := ReadStatus(context.Background(), mustBuild(t, other), WithKernel(k))
+	if err != nil || st.Matches || len(st.Sources) != 2 {
+		t.Fatalf("another configuration: matches %v, sources %v, %v", st.Matches, st.Sources, err)
+	}
+}

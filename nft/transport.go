@@ -24,6 +24,7 @@ type conn struct {
 	netnsFd int             // -1 for the caller's namespace
 	dial    nltest.Func
 	raw     *netlink.Conn // for what ftpnft sends itself; opened by talk
+	verify  bool          // WithVerify
 }
 
 // connect returns a netlink connection to nf_tables and a function that
@@ -35,7 +36,7 @@ func connect(ctx context.Context, opts []Option) (*conn, func(), error) {
 	}
 	var copts []nftables.ConnOption
 	release := func() {}
-	cn := &conn{ctx: ctx, dial: o.dial}
+	cn := &conn{ctx: ctx, dial: o.dial, verify: o.verify}
 	if o.dial != nil {
 		copts = append(copts, nftables.WithTestDial(o.dial))
 	} else {

@@ -114,6 +114,9 @@ const installFlags = `  --dry-run           print the ruleset instead of install
 `
 
 const statusFlags = `  --json              print one JSON object
+  --verify            (status) read every set element, also when the table's
+                      stamp proves it unchanged (a million networks take the
+                      kernel seconds to list)
 `
 
 const expectationsFlags = `  --helper NAME       only this kernel helper's expectations (default "ftp";

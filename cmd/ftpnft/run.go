@@ -130,6 +130,7 @@ type cliOptions struct {
 	compare  bool   // the configuration was given (flags or --config): status compares
 	netnsArg string // --netns as given
 	trace    bool   // doctor --trace
+	verify   bool   // status --verify
 	traceFor time.Duration
 	cfg      nft.Config
 	ruleset  *nft.Ruleset
@@ -154,10 +155,14 @@ func (o *cliOptions) netnsFlag() string {
 }
 
 func (o *cliOptions) nftOptions() []nft.Option {
-	if o.netns == "" {
-		return nil
+	var opts []nft.Option
+	if o.netns != "" {
+		opts = append(opts, nft.WithNetNS(o.netns))
 	}
-	return []nft.Option{nft.WithNetNS(o.netns)}
+	if o.verify {
+		opts = append(opts, nft.WithVerify())
+	}
+	return opts
 }
 
 // listFlag collects a repeatable flag.
@@ -197,6 +202,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	if cmd == "status" || cmd == "doctor" {
 		fs.BoolVar(&o.json, "json", false, "")
+	}
+	if cmd == "status" {
+		fs.BoolVar(&o.verify, "verify", false, "")
 	}
 	if cmd == "doctor" {
 		fs.BoolVar(&o.trace, "trace", false, "")

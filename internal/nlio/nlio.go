@@ -15,13 +15,16 @@ import (
 // ReadSize is the size of one read from a netlink socket.
 const ReadSize = 64 << 10
 
-// DumpTimeout bounds the wait for the end of a dump, which normally takes
-// milliseconds.
+// DumpTimeout bounds the wait for the next part of a dump, which normally
+// comes within milliseconds. A long dump (a million set elements take the
+// kernel half a minute and more) may take longer in all, as long as it goes
+// on.
 const DumpTimeout = 30 * time.Second
 
 // Receive reads the answers queued on nc and hands each message to each,
 // until each returns true. With wait, it waits for more answers, up to
-// DumpTimeout or until ctx ends (then it returns ctx's error); without, it
+// DumpTimeout for each part, or until ctx ends (then it returns ctx's
+// error); without, it
 // returns nil once nothing more is queued. A message's Data is valid only
 // until each returns: each must copy what it keeps.
 func Receive(ctx context.Context, nc *netlink.Conn, wait bool, each func(netlink.Message) (done bool)) (err error) {
@@ -30,9 +33,6 @@ func Receive(ctx context.Context, nc *netlink.Conn, wait bool, each func(netlink
 		return err
 	}
 	if wait {
-		if err := nc.SetReadDeadline(time.Now().Add(DumpTimeout)); err != nil {
-			return err
-		}
 		// Ending ctx ends the wait: a read deadline in the past wakes the
 		// read, and the error it gets is ctx's.
 		stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
@@ -47,6 +47,16 @@ func Receive(ctx context.Context, nc *netlink.Conn, wait bool, each func(netlink
 	}
 	buf := make([]byte, ReadSize)
 	for {
+		if wait {
+			// Each part gets DumpTimeout, unless ctx has ended (its
+			// callback may have set the deadline to now already).
+			if err := nc.SetReadDeadline(time.Now().Add(DumpTimeout)); err != nil {
+				return err
+			}
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+		}
 		var n int
 		var rerr error
 		if err := rc.Read(func(fd uintptr) bool {

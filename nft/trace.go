@@ -99,23 +99,32 @@ type TraceHandler struct {
 // when not nil, is called once the table is in place and the listeners
 // listen.
 func Trace(ctx context.Context, ports []uint16, h TraceHandler, ready func(), opts ...Option) (err error) {
-	c, release, err := connect(ctx, opts)
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.dial != nil {
+		return &Error{Op: "trace", Err: errors.ErrUnsupported} // a fake kernel sends no events
+	}
+	// Two listening sockets of its own; the table goes through Apply's.
+	fd, _, release, err := o.netns.Open()
 	if err != nil {
-		return err
+		return &Error{Op: "open netns", Err: err}
 	}
 	defer release()
-	if c.dial != nil {
-		return &Error{Op: "trace", Err: errors.ErrUnsupported}
-	}
-	events, err := c.socket()
+	events, err := nlio.DialNetfilter(fd)
 	if err != nil {
 		return &Error{Op: "trace", Err: classify(err)}
 	}
 	defer events.Close()
+	// A packet's path is a burst of events: room for thousands of them.
+	if err := events.SetReadBuffer(socketBuffer); err != nil {
+		return &Error{Op: "trace", Err: classify(err)}
+	}
 	if err := events.JoinGroup(unix.NFNLGRP_NFTRACE); err != nil {
 		return &Error{Op: "listen for trace events", Err: classify(err)}
 	}
-	logs, err := c.socket()
+	logs, err := nlio.DialNetfilter(fd)
 	if err != nil {
 		return &Error{Op: "trace", Err: classify(err)}
 	}

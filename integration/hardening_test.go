@@ -84,8 +84,7 @@ func TestSourceAllowlist(t *testing.T) {
 	// now: Linux would prefer the newer IPv6 address as source.)
 	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/24", "2001:db8:f7::3/64"})
 	for other, to := range map[string]netip.Addr{"192.0.2.3": srv.V4, "2001:db8:f7::3": srv.V6} {
-		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", other, URL(to, 21, "/"))
-		if err == nil {
+		if err := controlFrom(t, cli, other, to); err == nil {
 			t.Errorf("control connection from excluded source %s succeeded", other)
 		} else {
 			t.Logf("excluded source %s: %v", other, err)
@@ -310,14 +309,13 @@ func TestMillionNetworks(t *testing.T) {
 	srv.mustIP(t, "route", "add", "10.0.0.0/8", "dev", "eth-cli")
 	cli.addAddrs(t, "eth-srv", []string{"10.0.0.2/32", "10.30.132.126/32", "10.0.0.3/32", "10.30.132.127/32"})
 	for addr, member := range map[string]bool{"10.0.0.2": true, "10.30.132.126": true, "10.0.0.3": false, "10.30.132.127": false} {
-		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", addr, URL(srv.V4, 21, "/"))
-		if member != (err == nil) {
+		if err := controlFrom(t, cli, addr, srv.V4); member != (err == nil) {
 			t.Errorf("control connection from %s (member %v): %v", addr, member, err)
 		}
 	}
 	mustFetch(t, cli, PASV, srv.V4, 21, files)
 	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/24"})
-	if _, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", "192.0.2.3", URL(srv.V4, 21, "/")); err == nil {
+	if err := controlFrom(t, cli, "192.0.2.3", srv.V4); err == nil {
 		t.Error("a control connection from an address outside the million succeeded")
 	}
 }
@@ -331,12 +329,8 @@ func TestBlockFile(t *testing.T) {
 	files := testFiles(t)
 	StartVsftpd(t, srv, 21, files)
 	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/32"})
-	listFrom := func(addr string) error {
-		_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", addr, URL(srv.V4, 21, "/"))
-		return err
-	}
 	mustFtpnft(t, "install", "--netns", srv.Path)
-	if err := listFrom("192.0.2.3"); err != nil {
+	if err := controlFrom(t, cli, "192.0.2.3", srv.V4); err != nil {
 		t.Fatalf("without a blocklist: %v", err)
 	}
 	file := filepath.Join(t.TempDir(), "drop.txt")
@@ -344,7 +338,7 @@ func TestBlockFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustFtpnft(t, "install", "--netns", srv.Path, "--block-file", file)
-	if err := listFrom("192.0.2.3"); err == nil {
+	if err := controlFrom(t, cli, "192.0.2.3", srv.V4); err == nil {
 		t.Fatal("a blocked source opened a control connection")
 	}
 	mustFetch(t, cli, PASV, srv.V4, 21, files) // from 192.0.2.2, not blocked
@@ -352,4 +346,13 @@ func TestBlockFile(t *testing.T) {
 	if !strings.Contains(out, "blocked:  2 ranges dropped before anything else (192.0.2.3,198.51.100.0/24)") {
 		t.Fatalf("status:\n%s", out)
 	}
+}
+
+// controlFrom lists the FTP server at to, port 21, from the client's address
+// from (curl --interface): nil when the control connection and the listing
+// succeed.
+func controlFrom(t *testing.T, cli *Host, from string, to netip.Addr) error {
+	t.Helper()
+	_, _, err := cli.Exec(t, "curl", "-sS", "--connect-timeout", "3", "--interface", from, URL(to, 21, "/"))
+	return err
 }

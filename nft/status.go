@@ -97,9 +97,13 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 	defer release()
 	// A table stamped at this generation with want's digest is want:
 	// its sets' elements need no dump.
+	var wantFP fingerprint
+	if want != nil {
+		wantFP = want.fingerprint()
+	}
 	var proven *Ruleset
 	if want != nil && !c.verify {
-		ok, err := c.stamped(table, want.fingerprint())
+		ok, err := c.stamped(table, wantFP)
 		if err != nil {
 			return nil, err
 		}
@@ -134,8 +138,9 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 				return nil, err
 			}
 		}
+		wantFP = want.fingerprint()
 	}
-	st.Matches = cur.fingerprint == want.fingerprint()
+	st.Matches = cur.fingerprint == wantFP
 	if !st.Matches {
 		st.Differences = differences(cur, want)
 	}

@@ -689,8 +689,8 @@ func readTable(ctx context.Context, o *cliOptions) (*nft.Status, nft.Config, err
 	if err != nil {
 		return nil, o.cfg, err
 	}
-	if st.Installed && st.Owned && st.Config().Validate() == nil {
-		return st, st.Config(), nil
+	if cfg := st.Config(); st.Installed && st.Owned && cfg.Validate() == nil {
+		return st, cfg, nil
 	}
 	return st, o.cfg, nil
 }

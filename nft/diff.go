@@ -43,11 +43,7 @@ func differences(cur *installed, want *Ruleset) []string {
 		},
 		func(s Set) { add("set %s is not in the configuration", s.Name) })
 
-	wantChains := make([]installedChain, len(want.Chains))
-	for i, ch := range want.Chains {
-		wantChains[i] = installedChain{Chain: ch}
-	}
-	pairByName(cur.Chains, wantChains, func(ic installedChain) string { return ic.Name },
+	pairByName(cur.Chains, want.installedChains(), func(ic installedChain) string { return ic.Name },
 		func(ch, got installedChain, ok bool) {
 			switch {
 			case !ok:

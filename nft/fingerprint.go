@@ -17,11 +17,17 @@ import (
 // fingerprint describes rs as the kernel would report it, so that a table
 // read back can be compared with it.
 func (rs *Ruleset) fingerprint() fingerprint {
+	return fingerprintOf(rs.Helpers, rs.Sets, rs.installedChains(), desiredRules)
+}
+
+// installedChains is rs's chains in the form of chains read back, without
+// rules read: they are built from each chain's rule list.
+func (rs *Ruleset) installedChains() []installedChain {
 	chains := make([]installedChain, len(rs.Chains))
 	for i, c := range rs.Chains {
 		chains[i] = installedChain{Chain: c}
 	}
-	return fingerprintOf(rs.Helpers, rs.Sets, chains, desiredRules)
+	return chains
 }
 
 // A fingerprint is the SHA-256 of the lines that describe a table

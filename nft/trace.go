@@ -250,16 +250,10 @@ func bindLog(nc *netlink.Conn, group uint16) error {
 
 // decodeLog decodes an nfnetlink_log packet message: the IP packet copied.
 func decodeLog(m netlink.Message) (Packet, bool) {
-	if uint16(m.Header.Type) != unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket || len(m.Data) < 4 {
+	if uint16(m.Header.Type) != unix.NFNL_SUBSYS_ULOG<<8|nfulnlMsgPacket {
 		return Packet{}, false
 	}
-	var payload []byte
-	_ = nlio.EachAttr(m.Data[4:], func(t uint16, data []byte) error {
-		if t == nfulaPayload {
-			payload = data
-		}
-		return nil
-	})
+	payload := nlio.Attr(m, nfulaPayload)
 	if payload == nil {
 		return Packet{}, false
 	}

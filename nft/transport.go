@@ -241,14 +241,11 @@ func (c *conn) fitBatch(msgs []netlink.Message) error {
 	if size <= socketBuffer/2 { // the kernel doubles what it is given, and keeps half for itself
 		return nil
 	}
-	if c.raw == nil {
-		nc, err := c.socket()
-		if err != nil {
-			return err
-		}
-		c.raw = nc
+	raw, err := c.rawConn()
+	if err != nil {
+		return err
 	}
-	rc, err := c.raw.SyscallConn()
+	rc, err := raw.SyscallConn()
 	if err != nil {
 		return err
 	}
@@ -285,12 +282,25 @@ func (c *conn) dump(req netlink.Message) ([]netlink.Message, error) {
 
 // talk sends msgs on c's own socket (or to the test dial) and returns the
 // answers, read as receive reads them. The socket is opened once per
-// connection: opening one in a namespace costs two setns calls. Every
-// exchange reads its answers to the end, so none is left for the next.
+// connection (rawConn). Every exchange reads its answers to the end, so none
+// is left for the next.
 func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message) bool) ([]netlink.Message, error) {
 	if c.dial != nil {
 		return c.dial(msgs)
 	}
+	raw, err := c.rawConn()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := raw.SendMessages(msgs); err != nil {
+		return nil, err
+	}
+	return c.receive(raw, wait, last)
+}
+
+// rawConn returns c's own socket, opened on first use: opening one in a
+// namespace costs two setns calls.
+func (c *conn) rawConn() (*netlink.Conn, error) {
 	if c.raw == nil {
 		nc, err := c.socket()
 		if err != nil {
@@ -298,10 +308,7 @@ func (c *conn) talk(msgs []netlink.Message, wait bool, last func(netlink.Message
 		}
 		c.raw = nc
 	}
-	if _, err := c.raw.SendMessages(msgs); err != nil {
-		return nil, err
-	}
-	return c.receive(c.raw, wait, last)
+	return c.raw, nil
 }
 
 // socket opens a netlink socket to nfnetlink in c's namespace.

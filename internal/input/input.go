@@ -89,26 +89,33 @@ const MaxQuoted = 100
 // Clip returns s unquoted (a path, say), cut after MaxQuoted bytes as
 // Quote cuts.
 func Clip(s string) string {
-	if len(s) <= MaxQuoted {
+	h, cut := head(s)
+	if !cut {
 		return s
 	}
-	cut := MaxQuoted
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return fmt.Sprintf("%s… (%d bytes)", s[:cut], len(s))
+	return fmt.Sprintf("%s… (%d bytes)", h, len(s))
 }
 
 // Quote returns s as a Go-quoted string, as %q prints it, cut after
 // MaxQuoted bytes (at a character boundary) with a note of the full
 // length: an error about a 5 MB line says so in a line.
 func Quote(s string) string {
-	if len(s) <= MaxQuoted {
+	h, cut := head(s)
+	if !cut {
 		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(h), len(s))
+}
+
+// head returns s's first MaxQuoted bytes, fewer where that would split a
+// character, and whether they are less than s.
+func head(s string) (string, bool) {
+	if len(s) <= MaxQuoted {
+		return s, false
 	}
 	cut := MaxQuoted
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
-	return fmt.Sprintf("%s… (%d bytes)", strconv.Quote(s[:cut]), len(s))
+	return s[:cut], true
 }

@@ -61,7 +61,11 @@ type session struct {
 	seen           time.Time       // the session's last packet or line
 }
 
-func (s *session) key() string { return s.client.String() + " -> " + s.server.String() }
+func (s *session) key() string { return sessionKey(s.client, s.server) }
+
+func sessionKey(client, server netip.AddrPort) string {
+	return client.String() + " -> " + server.String()
+}
 
 // tracer assembles stories from trace events, log copies and expectations.
 type tracer struct {
@@ -120,10 +124,16 @@ func (t *tracer) event(ev nft.TraceEvent) {
 }
 
 // flush tells the verdicts of packets whose events have all arrived (all:
-// of every packet, at the end).
+// of every packet, at the end), and forgets sessions idle for longer than
+// sessionMemory.
 func (t *tracer) flush(all bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	for k, s := range t.sessions {
+		if time.Since(s.seen) > sessionMemory {
+			delete(t.sessions, k)
+		}
+	}
 	if all {
 		t.flushOlder(0)
 	} else {
@@ -134,11 +144,6 @@ func (t *tracer) flush(all bool) {
 // flushOlder tells the packets whose last step is older than age, in the
 // order they were first seen.
 func (t *tracer) flushOlder(age time.Duration) {
-	for k, s := range t.sessions {
-		if time.Since(s.seen) > sessionMemory {
-			delete(t.sessions, k)
-		}
-	}
 	var due []*tracedPacket
 	for id, tp := range t.packets {
 		if time.Since(tp.last) >= age {
@@ -258,11 +263,11 @@ func (t *tracer) passiveFix(s *session) string {
 }
 
 func (t *tracer) session(client, server netip.AddrPort) *session {
-	s := &session{client: client, server: server, told: map[string]bool{}}
-	if old := t.sessions[s.key()]; old != nil {
-		s = old
-	} else {
-		t.sessions[s.key()] = s
+	k := sessionKey(client, server)
+	s := t.sessions[k]
+	if s == nil {
+		s = &session{client: client, server: server, told: map[string]bool{}}
+		t.sessions[k] = s
 	}
 	s.seen = time.Now()
 	return s

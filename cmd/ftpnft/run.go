@@ -540,7 +540,7 @@ func netnsPath(s string) (string, error) {
 
 // fail prints a runtime error with what to do about it and returns exit 1.
 func fail(stderr io.Writer, cmd string, err error) int {
-	if h := hint(cmd, err); h != "" {
+	if h := hint(err); h != "" {
 		fmt.Fprintf(stderr, "ftpnft %s: %v (%s)\n", cmd, err, h)
 	} else {
 		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
@@ -548,21 +548,24 @@ func fail(stderr io.Writer, cmd string, err error) int {
 	return exitFailure
 }
 
-// hint returns one line that tells a person what to do about an error of
-// command cmd, in the command's words, or "" when the error says enough.
-// The kernel interface that cmd needs differs: nf_tables for the table,
-// conntrack's netlink interface for expectations.
-func hint(cmd string, err error) string {
+// hint returns one line that tells a person what to do about an error, in
+// the command's words, or "" when the error says enough. The kernel
+// interface that failed differs: conntrack's netlink interface for the
+// conntrack package's errors (expectations, doctor --trace's watch),
+// nf_tables for the rest.
+func hint(err error) string {
+	var ct *conntrack.Error
+	fromConntrack := errors.As(err, &ct)
 	switch {
 	case errors.Is(err, nft.ErrNotOwned):
 		return "choose another name with --table, or remove that table yourself"
 	case errors.Is(err, os.ErrPermission):
 		return "run as root or with CAP_NET_ADMIN"
-	case errors.Is(err, errors.ErrUnsupported) && cmd == "expectations":
+	case errors.Is(err, errors.ErrUnsupported) && fromConntrack:
 		return "this kernel lacks conntrack's netlink interface (CONFIG_NF_CT_NETLINK) or the ftp conntrack helper"
 	case errors.Is(err, errors.ErrUnsupported):
 		return "this kernel lacks nf_tables or the ftp conntrack helper (CONFIG_NF_TABLES, CONFIG_NFT_CT, CONFIG_NF_CONNTRACK_FTP)"
-	case errors.Is(err, os.ErrNotExist) && cmd == "expectations":
+	case errors.Is(err, os.ErrNotExist) && fromConntrack:
 		return "check the namespace with `ip netns list`"
 	case errors.Is(err, os.ErrNotExist):
 		return "check the namespace with `ip netns list`; a missing ct helper type means the kernel lacks nf_conntrack_ftp"

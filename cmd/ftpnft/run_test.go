@@ -3,10 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"github.com/ftpnft/ftpnft/conntrack"
 	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/nft"
 )
@@ -185,5 +188,34 @@ func TestSSHConnection(t *testing.T) {
 	t.Setenv("SSH_CONNECTION", "198.51.100.9 50022 192.0.2.1 22")
 	if got := sshConnection(); got != "198.51.100.9 50022 192.0.2.1 22" {
 		t.Fatalf("sshConnection = %q", got)
+	}
+}
+
+// The hint names the kernel interface that failed, whichever command met
+// it: conntrack's for the conntrack package's errors (doctor --trace
+// watches expectations too), nf_tables' for the rest.
+func TestHint(t *testing.T) {
+	ctErr := func(cause error) error {
+		return fmt.Errorf("watch expectations: %w", &conntrack.Error{Op: "connect to conntrack", Err: cause})
+	}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{ctErr(errors.ErrUnsupported), "CONFIG_NF_CT_NETLINK"},
+		{fmt.Errorf("add table: %w", errors.ErrUnsupported), "CONFIG_NF_TABLES"},
+		{ctErr(os.ErrNotExist), "check the namespace with `ip netns list`"},
+		{fmt.Errorf("ct helper: %w", os.ErrNotExist), "a missing ct helper type means the kernel lacks nf_conntrack_ftp"},
+		{ctErr(os.ErrPermission), "run as root or with CAP_NET_ADMIN"},
+		{errors.New("something else"), ""},
+	}
+	for _, tt := range tests {
+		got := hint(tt.err)
+		if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+			t.Errorf("hint(%v) = %q, want it to contain %q", tt.err, got, tt.want)
+		}
+		if strings.Contains(tt.err.Error(), "conntrack") && strings.Contains(got, "nf_conntrack_ftp") {
+			t.Errorf("hint(%v) = %q: a conntrack error told of nf_tables' helper type", tt.err, got)
+		}
 	}
 }

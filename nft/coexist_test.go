@@ -188,3 +188,33 @@ func TestBaseChainReturnAppliesPolicy(t *testing.T) {
 		t.Fatalf("return in a base chain with policy drop: %v\n%s", err, findingsText(fs))
 	}
 }
+
+// A set is read only for a lookup that it can decide: a probe's source
+// address is unknown, so a blocklist's elements are never read (a million
+// of them would be, for maybe); its destination port is known, so a port
+// set's are.
+func TestLookupReadsSetOnlyWhenItDecides(t *testing.T) {
+	p := probe{proto: unix.IPPROTO_TCP, dport: 21, state: stateNew}
+	lookup := func(load *expr.Payload) []expr.Any {
+		load.DestRegister = 1
+		return []expr.Any{load, &expr.Lookup{SourceRegister: 1, SetName: "s"}, &expr.Verdict{Kind: expr.VerdictDrop}}
+	}
+	for _, tt := range []struct {
+		name  string
+		load  *expr.Payload
+		reads int
+		want  tri
+	}{
+		{"ip saddr", &expr.Payload{Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}, 0, maybe},
+		{"tcp dport", &expr.Payload{Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}, 1, yes},
+	} {
+		reads := 0
+		m, _ := matchRule(lookup(tt.load), p, func(string) *setContent {
+			reads++
+			return &setContent{elements: []nftables.SetElement{{Key: []byte{0, 21}}}}
+		})
+		if reads != tt.reads || m != tt.want {
+			t.Errorf("%s @s: set read %d times, match %v; want %d, %v", tt.name, reads, m, tt.reads, tt.want)
+		}
+	}
+}

@@ -205,11 +205,15 @@ func matchRule(exprs []expr.Any, p probe, set func(name string) *setContent) (tr
 				m = and(m, maybe) // a map: its values decide
 				continue
 			}
+			// A set's elements are read only when the register can
+			// decide: a probe's addresses are unknown, and a blocklist's
+			// million elements would be read to answer maybe.
+			r := regs[e.SourceRegister]
 			var content *setContent
-			if set != nil {
+			if set != nil && r.decides() {
 				content = set(e.SetName)
 			}
-			in := member(regs[e.SourceRegister], content)
+			in := member(r, content)
 			if e.Invert {
 				in = yes + no - in
 			}
@@ -500,7 +504,7 @@ type setContent struct {
 // in an interval set, within a range (a start element, then the end
 // element after the range).
 func member(r reg, set *setContent) tri {
-	if set == nil {
+	if set == nil || !r.decides() {
 		return maybe
 	}
 	type span struct{ lo, hi []byte } // hi exclusive; nil: open, or for an exact element: lo only
@@ -578,8 +582,12 @@ func member(r reg, set *setContent) tri {
 			}
 		}
 		return maybe
-	case r.unknown || r.data == nil || r.notLo || r.nonZero:
-		return maybe
 	}
 	return within(r.data)
+}
+
+// decides says whether r is known well enough for a set lookup to answer
+// yes or no: a range of ports, or a value.
+func (r reg) decides() bool {
+	return !r.ports.IsZero() || !(r.unknown || r.data == nil || r.notLo || r.nonZero)
 }

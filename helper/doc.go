@@ -7,7 +7,10 @@
 // [ParsePorts] and [ParsePort]; status and selftest report [Probe]; doctor
 // reads a namespace's [Sysctls] ([ReadSysctls]) and the tables of
 // iptables-legacy in it ([LegacyTables]), on a thread of their own that
-// enters the namespace.
+// enters the namespace. The control channel's lines that the helper reads,
+// PASV's and EPSV's replies and the PORT and EPRT commands, are parsed by
+// [ParsePassive] and [ParseActive]: for doctor --trace, and for selftest's
+// own FTP peer.
 //
 // # Why a helper must be assigned
 //

@@ -8,15 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
-	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/ftpnft/ftpnft/conntrack"
+	"github.com/ftpnft/ftpnft/helper"
 	"github.com/ftpnft/ftpnft/nft"
 )
 
@@ -288,16 +287,6 @@ func orDash(s string) string {
 	return s
 }
 
-// The control channel's lines that name data connections. Compiled when a
-// trace first needs them, not at every command's start-up.
-var ftpLines = sync.OnceValue(func() (r struct{ pasv, epsv, port, eprt *regexp.Regexp }) {
-	r.pasv = regexp.MustCompile(`^227 .*?(\d+),(\d+),(\d+),(\d+),(\d+),(\d+)`)
-	r.epsv = regexp.MustCompile(`^229 .*\(\|\|\|(\d+)\|\)`)
-	r.port = regexp.MustCompile(`(?i)^PORT (\d+),(\d+),(\d+),(\d+),(\d+),(\d+)`)
-	r.eprt = regexp.MustCompile(`(?i)^EPRT \|([12])\|([^|]+)\|(\d+)\|`)
-	return r
-})
-
 // log reads a copy of a control connection's packet: the commands and
 // replies that name data connections, and AUTH TLS.
 func (t *tracer) log(p nft.Packet) {
@@ -317,8 +306,9 @@ func (t *tracer) log(p nft.Packet) {
 	if s.ftps {
 		return // encrypted from here on
 	}
-	re := ftpLines()
 	for _, line := range strings.Split(strings.TrimRight(string(p.Payload), "\r\n"), "\r\n") {
+		verb, arg, _ := strings.Cut(line, " ")
+		verb = strings.ToUpper(verb)
 		switch {
 		case fromClient && (strings.HasPrefix(strings.ToUpper(line), "AUTH TLS") || strings.HasPrefix(strings.ToUpper(line), "AUTH SSL")):
 			s.authTLS = true
@@ -326,38 +316,16 @@ func (t *tracer) log(p nft.Packet) {
 			s.ftps = true
 			t.line(s, "ftps", "the client started TLS (AUTH TLS, 234): FTPS; the helper cannot read the encrypted control channel, so it expects no data connection", t.passiveFix(s))
 			return
-		case !fromClient && re.pasv.MatchString(line):
-			m := re.pasv.FindStringSubmatch(line)
-			addr, port := hostPort(m[1:])
-			t.announce(s, announcement{addr: addr, port: port, passive: true}, line)
-		case !fromClient && re.epsv.MatchString(line):
-			m := re.epsv.FindStringSubmatch(line)
-			port, _ := strconv.Atoi(m[1])
-			t.announce(s, announcement{addr: s.server.Addr(), port: uint16(port), passive: true}, line)
-		case fromClient && re.port.MatchString(line):
-			m := re.port.FindStringSubmatch(line)
-			addr, port := hostPort(m[1:])
-			t.announce(s, announcement{addr: addr, port: port}, line)
-		case fromClient && re.eprt.MatchString(line):
-			m := re.eprt.FindStringSubmatch(line)
-			addr, err := netip.ParseAddr(m[2])
-			port, _ := strconv.Atoi(m[3])
-			if err == nil {
-				t.announce(s, announcement{addr: addr, port: uint16(port)}, line)
+		case !fromClient && (verb == "227" || verb == "229"):
+			if ap, err := helper.ParsePassive(line, s.server.Addr()); err == nil {
+				t.announce(s, announcement{addr: ap.Addr(), port: ap.Port(), passive: true}, line)
+			}
+		case fromClient && (verb == "PORT" || verb == "EPRT"):
+			if ap, err := helper.ParseActive(verb, arg); err == nil {
+				t.announce(s, announcement{addr: ap.Addr(), port: ap.Port()}, line)
 			}
 		}
 	}
-}
-
-func hostPort(m []string) (netip.Addr, uint16) {
-	var b [4]byte
-	for i := range b {
-		n, _ := strconv.Atoi(m[i])
-		b[i] = byte(n)
-	}
-	hi, _ := strconv.Atoi(m[4])
-	lo, _ := strconv.Atoi(m[5])
-	return netip.AddrFrom4(b), uint16(hi<<8 | lo)
 }
 
 func (t *tracer) announce(s *session, a announcement, said string) {

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/ftpnft/ftpnft/helper"
 )
 
 // PeerCommand is the hidden first argument with which the binary runs as a
@@ -241,7 +243,7 @@ func (s *server) session(c net.Conn) {
 				ok = say("229 Entering Extended Passive Mode (|||%d|)", port)
 			}
 		case "PORT", "EPRT":
-			ap, err := parseActive(verb, arg)
+			ap, err := helper.ParseActive(verb, arg)
 			if err != nil {
 				ok = say("501 %v", err)
 				break
@@ -335,47 +337,10 @@ func ipOf(a net.Addr) netip.Addr {
 }
 
 // hostPort formats an IPv4 address and a port as PORT and a 227 reply to
-// PASV write them: "h1,h2,h3,h4,p1,p2". parseActive reads it.
+// PASV write them: "h1,h2,h3,h4,p1,p2". helper.ParseActive reads it.
 func hostPort(a netip.Addr, port int) string {
 	b := a.As4()
 	return fmt.Sprintf("%d,%d,%d,%d,%d,%d", b[0], b[1], b[2], b[3], port>>8, port&0xff)
-}
-
-// parseActive parses the argument of PORT (h1,h2,h3,h4,p1,p2) or EPRT
-// (|af|address|port|).
-func parseActive(verb, arg string) (netip.AddrPort, error) {
-	if verb == "PORT" {
-		f := strings.Split(arg, ",")
-		var b [6]byte
-		if len(f) != 6 {
-			return netip.AddrPort{}, fmt.Errorf("PORT %q: want h1,h2,h3,h4,p1,p2", arg)
-		}
-		for i, v := range f {
-			n, err := strconv.ParseUint(v, 10, 8)
-			if err != nil {
-				return netip.AddrPort{}, fmt.Errorf("PORT %q: %q is not a byte", arg, v)
-			}
-			b[i] = byte(n)
-		}
-		port := uint16(b[4])<<8 | uint16(b[5])
-		if port == 0 {
-			return netip.AddrPort{}, fmt.Errorf("PORT %q: port 0", arg)
-		}
-		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), port), nil
-	}
-	f := strings.Split(arg, "|")
-	if len(f) != 5 || f[0] != "" || f[4] != "" || (f[1] != "1" && f[1] != "2") {
-		return netip.AddrPort{}, fmt.Errorf("EPRT %q: want |1|ipv4|port| or |2|ipv6|port|", arg)
-	}
-	a, err := netip.ParseAddr(f[2])
-	if err != nil || a.Is4() != (f[1] == "1") || a.Zone() != "" {
-		return netip.AddrPort{}, fmt.Errorf("EPRT %q: bad address %q for family %s", arg, f[2], f[1])
-	}
-	port, err := strconv.ParseUint(f[3], 10, 16)
-	if err != nil || port == 0 {
-		return netip.AddrPort{}, fmt.Errorf("EPRT %q: bad port %q", arg, f[3])
-	}
-	return netip.AddrPortFrom(a, uint16(port)), nil
 }
 
 // fetch downloads req.Path from the server at req.Addr in req.Mode.
@@ -456,7 +421,7 @@ func fetchWith(ctx context.Context, addr, path, mode string) ([]byte, string, er
 		if err != nil {
 			return nil, control, err
 		}
-		to, err := parsePassive(rep, remote)
+		to, err := helper.ParsePassive(rep, remote)
 		if err != nil {
 			return nil, control, err
 		}
@@ -509,33 +474,6 @@ func fetchWith(ctx context.Context, addr, path, mode string) ([]byte, string, er
 	}
 	cmd("QUIT", "221")
 	return buf.Bytes(), control, nil
-}
-
-// parsePassive parses the address in a 227 reply to PASV, "(h1,h2,h3,h4,
-// p1,p2)", or the port in a 229 reply to EPSV, "(|||port|)", which is on
-// the control connection's server address.
-func parsePassive(rep string, server netip.Addr) (netip.AddrPort, error) {
-	lp, rp := strings.IndexByte(rep, '('), strings.LastIndexByte(rep, ')')
-	if lp < 0 || rp < lp {
-		return netip.AddrPort{}, fmt.Errorf("passive reply %q: no address in parentheses", rep)
-	}
-	in := rep[lp+1 : rp]
-	if strings.HasPrefix(rep, "227") {
-		ap, err := parseActive("PORT", in)
-		if err != nil {
-			return netip.AddrPort{}, fmt.Errorf("passive reply %q: %w", rep, err)
-		}
-		return ap, nil
-	}
-	f := strings.Split(in, "|")
-	if len(f) != 5 || f[0]+f[1]+f[2]+f[4] != "" {
-		return netip.AddrPort{}, fmt.Errorf("passive reply %q: want (|||port|)", rep)
-	}
-	port, err := strconv.ParseUint(f[3], 10, 16)
-	if err != nil || port == 0 {
-		return netip.AddrPort{}, fmt.Errorf("passive reply %q: bad port %q", rep, f[3])
-	}
-	return netip.AddrPortFrom(server, uint16(port)), nil
 }
 
 // readReply reads one FTP reply, multi-line replies included, and returns

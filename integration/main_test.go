@@ -21,6 +21,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ftpnftBin = filepath.Join(dir, "ftpnft")
+	// The commands record what they applied here, not in the host's
+	// /var/lib/ftpnft.
+	os.Setenv("FTPNFT_STATE_DIR", filepath.Join(dir, "state"))
 	build := exec.Command("go", "build", "-o", ftpnftBin, "../cmd/ftpnft")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as README builds it
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

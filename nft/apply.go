@@ -14,21 +14,36 @@ type Result struct {
 	// Changed is false when the kernel already held the desired ruleset
 	// and nothing was sent.
 	Changed bool
-	// Replaced is true when an earlier ftpnft table was replaced.
+	// Replaced is true when an earlier ftpnft table was deleted and
+	// created anew, whole (Plan.Rebuild says why), rather than changed in
+	// place.
 	Replaced bool
-	// Repaired is true when the table replaced had been changed since
-	// ftpnft wrote it (by hand, or by another program): flushed, rules
-	// added or deleted.
+	// Repaired is true when the table had been changed since ftpnft wrote
+	// it (by hand, or by another program): flushed, rules added or
+	// deleted.
 	Repaired bool
+	// Plan is what was sent; an empty plan when nothing was.
+	Plan *Plan
+	// StateErr is why the address sets applied could not be recorded in
+	// the state directory ([WithStateDir]); the next change of a large
+	// set then reads the set back from the kernel first.
+	StateErr error
 }
 
-// Apply makes the kernel hold rs, as one atomic netlink batch: when the table
-// exists and was made by ftpnft it is deleted and created anew in the same
-// batch, so a failure anywhere leaves the kernel as it was. When the kernel
-// already holds exactly rs, Apply sends nothing. A table of ftpnft's that
-// was changed by hand is replaced the same way ([Result.Repaired]). A table
-// of the same name that ftpnft did not create is never touched: the error
-// wraps [ErrNotOwned].
+// Apply makes the kernel hold rs, as one atomic netlink batch, and sends
+// only the difference ([Plan]): a table that exists is changed in place,
+// and what does not change keeps its handles, counters and run-time state
+// (connection counts, rate meters); a failure anywhere leaves the kernel as
+// it was. When the kernel already holds exactly rs, Apply sends nothing: a
+// re-install whose table's stamp proves it unchanged reads no set element
+// at all. A table of ftpnft's that was changed by hand is repaired the same
+// way ([Result.Repaired]). A table of the same name that ftpnft did not
+// create is never touched: the error wraps [ErrNotOwned].
+//
+// To change a large address set by difference, Apply needs to know what
+// the kernel holds: it reads the set back (a million elements take the
+// kernel a minute to list) unless [WithStateDir] recorded the sets it last
+// applied and the table's stamp proves that the kernel still holds them.
 func Apply(ctx context.Context, rs *Ruleset, opts ...Option) (Result, error) {
 	c, release, err := connect(ctx, opts)
 	if err != nil {
@@ -37,35 +52,62 @@ func Apply(ctx context.Context, rs *Ruleset, opts ...Option) (Result, error) {
 	defer release()
 	fp := rs.fingerprint()
 	if ok, err := c.stamped(rs.Table, fp); err != nil || ok {
+		if ok {
+			return Result{Plan: &Plan{Table: rs.Table}, StateErr: c.remember(rs, fp)}, nil
+		}
 		return Result{}, err
 	}
 	var res Result
-	err = c.transact("install", rs.Table, func(cur *installed, b *batch) (bool, error) {
-		res = Result{} // a view from an earlier attempt no longer counts
-		if cur != nil && cur.fingerprint == fp {
-			return false, nil
-		}
-		table := &nftables.Table{Family: nftables.TableFamilyINet, Name: rs.Table}
-		if cur != nil {
-			b.DelTable(table)
-		}
+	err = c.transact("install", rs.Table, c.candidates(rs.Table, rs), func(cur *installed, b *batch) (bool, error) {
 		st := stamp(fp, nextGeneration(b.gen))
-		if err := b.add(tableMessage(rs.Table, st)); err != nil {
-			return false, err
+		p := newPlan(cur, rs, fp, st)
+		res = Result{Plan: p} // a view from an earlier attempt no longer counts
+		if p.Empty() {
+			return false, nil
 		}
 		// Only this batch can have left this stamp: it names the
 		// generation the batch's commit leads to.
 		b.applied = func(c *conn) (bool, error) {
-			udata, found, err := c.table(rs.Table)
-			return found && bytes.Equal(udata, st), err
+			udata, err := c.stampRule(rs.Table)
+			return bytes.Equal(udata, stampRuleData(st)), err
 		}
-		res = Result{Changed: true, Replaced: cur != nil, Repaired: cur != nil && cur.modified()}
-		return true, enqueue(b, rs, table)
+		res.Changed, res.Replaced, res.Repaired = true, p.Rebuild != "", p.Repair
+		for _, s := range p.steps {
+			if err := s.send(b); err != nil {
+				return false, err
+			}
+		}
+		return true, nil
 	})
 	if err != nil {
 		return Result{}, err
 	}
+	res.StateErr = c.remember(rs, fp)
 	return res, nil
+}
+
+// PlanApply returns what [Apply] would send to make the kernel hold rs now,
+// and sends nothing: for dry runs. The plan holds for the ruleset's current
+// generation; Apply plans again for its own.
+func PlanApply(ctx context.Context, rs *Ruleset, opts ...Option) (*Plan, error) {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	fp := rs.fingerprint()
+	if ok, err := c.stamped(rs.Table, fp); err != nil || ok {
+		return &Plan{Table: rs.Table}, err
+	}
+	var p *Plan
+	err = c.transact("plan", rs.Table, c.candidates(rs.Table, rs), func(cur *installed, b *batch) (bool, error) {
+		p = newPlan(cur, rs, fp, stamp(fp, nextGeneration(b.gen)))
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Remove deletes ftpnft's table and everything in it. Removing a table that
@@ -77,7 +119,7 @@ func Remove(ctx context.Context, table string, opts ...Option) (removed bool, er
 		return false, err
 	}
 	defer release()
-	err = c.transact("uninstall", table, func(cur *installed, b *batch) (bool, error) {
+	err = c.transact("uninstall", table, nil, func(cur *installed, b *batch) (bool, error) {
 		removed = cur != nil
 		if cur != nil {
 			b.DelTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: table})
@@ -91,7 +133,7 @@ func Remove(ctx context.Context, table string, opts ...Option) (removed bool, er
 	if err != nil {
 		return false, err
 	}
-	return removed, nil
+	return removed, c.forget(table)
 }
 
 // maxAttempts bounds how often a transaction reads the ruleset again after
@@ -106,13 +148,14 @@ var errChanged = errors.New("ruleset changed")
 // batch only if the ruleset is still at that generation. When another writer
 // committed in between, the kernel refuses the whole batch and transact reads
 // again; after maxAttempts it gives up with ErrConcurrent. A table that
-// ftpnft did not create is never planned for.
-func (c *conn) transact(op, table string, plan func(cur *installed, b *batch) (send bool, err error)) error {
+// ftpnft did not create is never planned for. The candidates are rulesets
+// whose address sets the kernel may hold (read).
+func (c *conn) transact(op, table string, candidates []*Ruleset, plan func(cur *installed, b *batch) (send bool, err error)) error {
 	for attempt := 1; ; attempt++ {
 		if err := c.ctx.Err(); err != nil {
 			return &Error{Op: op, Table: table, Err: err}
 		}
-		err := c.attempt(op, table, plan)
+		err := c.attempt(op, table, candidates, plan)
 		if !errors.Is(err, errChanged) {
 			return err
 		}
@@ -126,7 +169,7 @@ func (c *conn) transact(op, table string, plan func(cur *installed, b *batch) (s
 // table is foreign, nothing needs sending, or reading failed) is only
 // trusted when the generation did not move during the read: a table
 // deleted halfway through the read would otherwise look foreign or absent.
-func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bool, error)) error {
+func (c *conn) attempt(op, table string, candidates []*Ruleset, plan func(cur *installed, b *batch) (bool, error)) error {
 	gen, err := c.generation()
 	if err != nil {
 		return err
@@ -139,7 +182,7 @@ func (c *conn) attempt(op, table string, plan func(cur *installed, b *batch) (bo
 		}
 		return nil
 	}
-	cur, err := read(c, table, false, nil)
+	cur, err := read(c, table, false, gen, candidates...)
 	if err != nil {
 		return cmp.Or(unchanged(), err)
 	}

@@ -110,6 +110,17 @@ func TestCoexistenceFirewalldLike(t *testing.T) {
 	}
 	// An address match before the reject: only a suspicion.
 	k = &fakekernel.Kernel{}
+	c, err := nftables.New(nftables.WithTestDial(k.Dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := c.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "other"})
+	if err := c.AddSet(&nftables.Set{Table: tbl, Name: "blocked", KeyType: nftables.TypeIPAddr, Interval: true}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	foreignChain(t, k, nftables.TableFamilyINet, "other", "in", "input", nftables.ChainPolicyAccept,
 		joined(saddrIn{set: "blocked", v6: false}, drop))
 	fs, _ = Coexistence(context.Background(), DefaultConfig(), WithKernel(k))

@@ -34,7 +34,7 @@ func differences(cur *installed, want *Ruleset) []string {
 			switch {
 			case !ok:
 				add("set %s missing", s.Name)
-			case got.keyType() != s.keyType() || got.flags() != s.flags() || got.Timeout != s.Timeout || got.Size != s.Size:
+			case got.definition() != s.definition():
 				add("set %s: type %s flags %q, want type %s flags %q", s.Name, got.keyType(), got.flags(), s.keyType(), s.flags())
 			case !slices.Equal(got.Ranges, s.Ranges):
 				missing, extra := rangeDifference(s.Ranges, got.Ranges), rangeDifference(got.Ranges, s.Ranges)

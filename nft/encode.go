@@ -64,16 +64,7 @@ func (b *batch) messages() ([]netlink.Message, error) {
 // rules.
 func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
 	for _, h := range rs.Helpers {
-		c.AddObj(&nftables.NamedObj{
-			Table: table,
-			Name:  h.Name,
-			Type:  nftables.ObjTypeCtHelper,
-			Obj: &expr.CtHelper{
-				Name:    h.Type,
-				L3Proto: unix.NFPROTO_INET,
-				L4Proto: protoNumbers[h.Protocol],
-			},
-		})
+		c.AddObj(helperObject(table, h))
 	}
 	for _, s := range rs.Sets {
 		if err := addSet(c, table, s); err != nil {
@@ -82,14 +73,7 @@ func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
 	}
 	chains := make([]*nftables.Chain, len(rs.Chains))
 	for i, ch := range rs.Chains {
-		chain := &nftables.Chain{Name: ch.Name, Table: table}
-		if ch.Hook != "" {
-			chain.Type = nftables.ChainType(ch.Type)
-			chain.Hooknum = nftables.ChainHookRef(hookNumbers[ch.Hook])
-			chain.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
-			chain.Policy = policyRef(ch.Policy)
-		}
-		chains[i] = c.AddChain(chain)
+		chains[i] = addChain(c, table, ch)
 	}
 	for i, ch := range rs.Chains {
 		for _, r := range ch.Rules {
@@ -97,6 +81,33 @@ func enqueue(c *batch, rs *Ruleset, table *nftables.Table) error {
 		}
 	}
 	return nil
+}
+
+// helperObject is the ct helper object h in table.
+func helperObject(table *nftables.Table, h Helper) *nftables.NamedObj {
+	return &nftables.NamedObj{
+		Table: table,
+		Name:  h.Name,
+		Type:  nftables.ObjTypeCtHelper,
+		Obj: &expr.CtHelper{
+			Name:    h.Type,
+			L3Proto: unix.NFPROTO_INET,
+			L4Proto: protoNumbers[h.Protocol],
+		},
+	}
+}
+
+// addChain queues NFT_MSG_NEWCHAIN for ch: a new chain, or, for a base
+// chain that exists with the same hook and priority, its policy.
+func addChain(b *batch, table *nftables.Table, ch Chain) *nftables.Chain {
+	chain := &nftables.Chain{Name: ch.Name, Table: table}
+	if ch.Hook != "" {
+		chain.Type = nftables.ChainType(ch.Type)
+		chain.Hooknum = nftables.ChainHookRef(hookNumbers[ch.Hook])
+		chain.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(ch.Priority))
+		chain.Policy = policyRef(ch.Policy)
+	}
+	return b.AddChain(chain)
 }
 
 // setChunk is how many set elements go into one netlink message: all of a
@@ -121,10 +132,21 @@ func addSet(b *batch, table *nftables.Table, s Set) error {
 	if err := b.AddSet(set, nil); err != nil {
 		return err
 	}
-	els := s.elements()
+	return addElements(b, elementsAdd, table.Name, s.Name, s.elements())
+}
+
+// The two messages that change a set's elements.
+const (
+	elementsAdd    = unix.NFT_MSG_NEWSETELEM
+	elementsDelete = unix.NFT_MSG_DELSETELEM
+)
+
+// addElements queues messages of type typ (elementsAdd or elementsDelete)
+// for els, setChunk a message.
+func addElements(b *batch, typ uint16, table, set string, els []element) error {
 	for len(els) > 0 {
 		n := min(setChunk, len(els))
-		if err := b.add(elementsMessage(table.Name, s.Name, els[:n])); err != nil {
+		if err := b.add(elementsMessage(typ, table, set, els[:n])); err != nil {
 			return err
 		}
 		els = els[n:]
@@ -162,8 +184,9 @@ func tableMessage(name string, udata []byte) netlink.Message {
 // them.
 
 // elementsMessage is an NFT_MSG_NEWSETELEM that adds els to set in table,
-// encoded as nft encodes it.
-func elementsMessage(table, set string, els []element) netlink.Message {
+// or an NFT_MSG_DELSETELEM that deletes them (typ), encoded as nft encodes
+// it.
+func elementsMessage(typ uint16, table, set string, els []element) netlink.Message {
 	// nfgenmsg, table, set, the list's header
 	size := 4 + unix.NLA_HDRLEN + nlio.Align(len(table)+1) + unix.NLA_HDRLEN + nlio.Align(len(set)+1) + unix.NLA_HDRLEN
 	for _, e := range els {
@@ -191,10 +214,14 @@ func elementsMessage(table, set string, els []element) netlink.Message {
 		endNest(b, item)
 	}
 	endNest(b, list)
+	flags := netlink.Request | netlink.Acknowledge
+	if typ == elementsAdd {
+		flags |= netlink.Create
+	}
 	return netlink.Message{
 		Header: netlink.Header{
-			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM),
-			Flags: netlink.Request | netlink.Acknowledge | netlink.Create,
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | typ),
+			Flags: flags,
 		},
 		Data: b,
 	}
@@ -256,10 +283,32 @@ func describe(m netlink.Message) string {
 		return "add chain " + nlio.StringAttr(m, unix.NFTA_CHAIN_NAME)
 	case unix.NFT_MSG_NEWRULE:
 		s := "add rule to chain " + nlio.StringAttr(m, unix.NFTA_RULE_CHAIN)
+		if h := handleAttr(m, unix.NFTA_RULE_HANDLE); h != 0 {
+			s = fmt.Sprintf("replace rule handle %d in chain %s", h, nlio.StringAttr(m, unix.NFTA_RULE_CHAIN))
+		}
 		if c := commentOf(nlio.Attr(m, unix.NFTA_RULE_USERDATA)); c != "" {
 			s += fmt.Sprintf(" (comment %q)", c)
 		}
 		return s
+	case unix.NFT_MSG_DELRULE:
+		return fmt.Sprintf("delete rule handle %d in chain %s", handleAttr(m, unix.NFTA_RULE_HANDLE), nlio.StringAttr(m, unix.NFTA_RULE_CHAIN))
+	case unix.NFT_MSG_DELCHAIN:
+		return "delete chain " + nlio.StringAttr(m, unix.NFTA_CHAIN_NAME)
+	case unix.NFT_MSG_DELSET:
+		return "delete set " + nlio.StringAttr(m, unix.NFTA_SET_NAME)
+	case unix.NFT_MSG_DELOBJ:
+		return "delete object " + nlio.StringAttr(m, unix.NFTA_OBJ_NAME)
+	case unix.NFT_MSG_DELSETELEM:
+		return "delete elements from set " + nlio.StringAttr(m, unix.NFTA_SET_ELEM_LIST_SET)
 	}
 	return fmt.Sprintf("message type %d", uint16(m.Header.Type)&0xff)
+}
+
+// handleAttr returns the handle (a big-endian 64-bit attribute) of type typ
+// in m, or 0.
+func handleAttr(m netlink.Message, typ uint16) uint64 {
+	if v := nlio.Attr(m, typ); len(v) == 8 {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
 }

@@ -144,19 +144,35 @@ func canonical(e expr.Any) expr.Any {
 	return e
 }
 
-// The stamp: a table that ftpnft creates carries, in its user data, a
-// digest of the ruleset it was created from and the generation its batch
-// led to. Every change to the ruleset, by anyone, is a commit that moves the
-// generation on; so when the generation still equals the stamp's, the table
-// is exactly as ftpnft created it, and a re-install of the same ruleset
-// needs to read nothing more (a 10,000-network set takes the kernel tens of
-// milliseconds to dump). Otherwise Apply compares the table expression by
-// expression, as always.
+// The stamp: ftpnft's table carries a digest of the ruleset ftpnft last
+// applied to it and the generation that batch led to. Every change to the
+// ruleset, by anyone, is a commit that moves the generation on; so when
+// the generation still equals the stamp's, the table is exactly as ftpnft
+// left it, and a re-install of the same ruleset needs to read nothing more
+// (a million-network set takes the kernel a minute to dump). Otherwise
+// Apply compares the table expression by expression, as always.
 //
 // The stamp is a libnftnl user data TLV of a type nft does not know (it
 // only knows the comment, type 0), so nft ignores it when it lists the
-// table.
+// table. The kernel fixes a table's user data when it creates the table,
+// so the stamp of a table changed in place lives in a rule of a chain of
+// its own, the stamp chain, which each change replaces by handle. The
+// table's user data keeps the stamp it was created with: it marks the
+// table as ftpnft's.
 const stampType = 0xf7
+
+// stampChain is the regular chain that holds the stamp rule. No rule
+// jumps to it: its one rule, without statements, only carries user data.
+const stampChain = "stamp"
+
+// stampComment is the stamp rule's comment, for people listing the table.
+const stampComment = "stamp: digest of the ruleset last applied, for ftpnft status"
+
+// stampRuleData is the user data of the stamp rule: its comment and the
+// stamp.
+func stampRuleData(st []byte) []byte {
+	return append(userdata.AppendString(nil, userdata.TypeComment, commentPrefix+stampComment), st...)
+}
 
 // nftaTableUserdata is NFTA_TABLE_USERDATA (linux/netfilter/nf_tables.h),
 // which golang.org/x/sys/unix lacks.

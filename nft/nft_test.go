@@ -287,8 +287,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if !res.Changed || res.Replaced {
 		t.Fatalf("first Apply = %+v, want changed, not replaced", res)
 	}
-	// table + helper + 2 chains + rules
-	wantMsgs := 1 + 1 + 2 + len(rs.Chains[0].Rules) + len(rs.Chains[1].Rules)
+	// table + helper + 2 chains + rules + the stamp chain and its rule
+	wantMsgs := 1 + 1 + 2 + len(rs.Chains[0].Rules) + len(rs.Chains[1].Rules) + 2
 	if k.Writes != wantMsgs || k.Batches != 1 {
 		t.Fatalf("first Apply sent %d messages in %d batches, want %d in 1", k.Writes, k.Batches, wantMsgs)
 	}
@@ -304,15 +304,17 @@ func TestApplyIsIdempotent(t *testing.T) {
 		t.Fatalf("second Apply wrote: %d messages, %d batches", k.Writes, k.Batches)
 	}
 
-	// A new configuration replaces the table in one batch.
+	// A new configuration changes the table in one batch: two rules, and
+	// the stamp.
 	cfg := DefaultConfig()
 	cfg.Ports = []uint16{21, 2121}
+	writes := k.Writes
 	res, err = Apply(context.Background(), mustBuild(t, cfg), WithKernel(k))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !res.Changed || !res.Replaced || k.Batches != 2 {
-		t.Fatalf("Apply with new ports = %+v after %d batches, want replaced in batch 2", res, k.Batches)
+	if !res.Changed || res.Replaced || k.Batches != 2 || res.Plan.Counts != (Counts{RulesAdded: 2}) || k.Writes-writes != 3 {
+		t.Fatalf("Apply with new ports = %+v (%+v) after %d batches, %d messages; want 2 rules added in batch 2", res, res.Plan, k.Batches, k.Writes-writes)
 	}
 	st, err := ReadStatus(context.Background(), mustBuild(t, cfg), WithKernel(k))
 	if err != nil {
@@ -344,7 +346,8 @@ func TestReinstallStamp(t *testing.T) {
 	if res, err := Apply(context.Background(), rs, WithKernel(k)); err != nil || res.Changed {
 		t.Fatalf("re-install = %+v, %v", res, err)
 	}
-	if k.Writes != writes || k.Gets[unix.NFT_MSG_GETRULE]+k.Gets[unix.NFT_MSG_GETSETELEM] != 0 {
+	// The generation, the tables, the stamp chain's rule: nothing more.
+	if k.Writes != writes || k.Gets[unix.NFT_MSG_GETCHAIN]+k.Gets[unix.NFT_MSG_GETSETELEM] != 0 || k.Gets[unix.NFT_MSG_GETRULE] != 1 {
 		t.Fatalf("stamped re-install wrote %d messages and made requests %v", k.Writes-writes, k.Gets)
 	}
 
@@ -373,35 +376,55 @@ func TestReinstallStamp(t *testing.T) {
 	}
 }
 
+// The kernel rejects the first message of each kind, in a batch that
+// creates the table and in one that changes it: the error names that
+// message by its place in the batch and what it asked for, and the failed
+// batch leaves the kernel's state as it was.
 func TestApplyFailureChangesNothing(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Allow = []Service{{"tcp", 22}}
 	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")}
 	rs := mustBuild(t, cfg)
-	// The kernel rejects the first message of each kind; the error names
-	// that message by its place in the batch and what it asked for.
+	// What the change starts from: rules, a chain, sets and elements that
+	// rs has not.
+	from := DefaultConfig()
+	from.Roles = []Role{RoleServer, RoleClient}
+	from.Policy = PolicyAccept
+	from.Allow = []Service{{"tcp", 80}}
+	from.Block = []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}
+	from.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("203.0.113.0/24")}
+	from.MaxConnPerSource = 2
 	for _, tc := range []struct {
+		from *Config // installed before; nil for none
 		kind uint16
 		want string
 	}{
-		{unix.NFT_MSG_DELTABLE, "batch message 1 of "},
-		{unix.NFT_MSG_NEWTABLE, "batch message 2 of "},
-		{unix.NFT_MSG_NEWOBJ, "add object " + rs.Helpers[0].Name + ": "},
-		{unix.NFT_MSG_NEWSET, "add set ftp-sources4: "},
-		{unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources4: "},
-		{unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
-		{unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},
+		{nil, unix.NFT_MSG_NEWTABLE, "batch message 1 of "},
+		{nil, unix.NFT_MSG_NEWOBJ, "add object " + rs.Helpers[0].Name + ": "},
+		{nil, unix.NFT_MSG_NEWSET, "add set ftp-sources4: "},
+		{nil, unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources4: "},
+		{nil, unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
+		{nil, unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},
+		{&from, unix.NFT_MSG_DELRULE, "delete rule handle "},
+		{&from, unix.NFT_MSG_DELCHAIN, "delete chain output: "},
+		{&from, unix.NFT_MSG_DELSET, "delete set ftp-block4: "},
+		{&from, unix.NFT_MSG_DELSETELEM, "delete elements from set ftp-sources4: "},
+		{&from, unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources6: "},
+		{&from, unix.NFT_MSG_NEWCHAIN, "add chain input: "}, // its policy
+		{&from, unix.NFT_MSG_NEWRULE, "rule "},
 	} {
 		k := &fakekernel.Kernel{}
-		if _, err := Apply(context.Background(), mustBuild(t, DefaultConfig()), WithKernel(k)); err != nil {
-			t.Fatal(err)
+		if tc.from != nil {
+			if _, err := Apply(context.Background(), mustBuild(t, *tc.from), WithKernel(k)); err != nil {
+				t.Fatal(err)
+			}
 		}
 		before := k.State.Clone()
 		k.FailOn, k.FailErr = &tc.kind, syscall.EINVAL
 		_, err := Apply(context.Background(), rs, WithKernel(k))
 		var e *Error
 		if !errors.As(err, &e) || e.Op != "install" || e.Table != "ftpnft" || !errors.Is(err, syscall.EINVAL) {
-			t.Fatalf("message type %d rejected: %v, want *Error naming install of table ftpnft, wrapping EINVAL", tc.kind, err)
+			t.Fatalf("message type %d rejected (from %v): %v, want *Error naming install of table ftpnft, wrapping EINVAL", tc.kind, tc.from != nil, err)
 		}
 		if !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(e.Step, "batch message ") {
 			t.Errorf("message type %d rejected: %q, want it to name %q", tc.kind, err, tc.want)
@@ -558,8 +581,8 @@ func TestWithoutHelper(t *testing.T) {
 
 // Another ftpnft creates the table between this one's read and its batch:
 // the kernel refuses the batch, which was begun at the generation of the
-// read, nothing is half-applied, and the second attempt replaces the
-// other's table with this one's: one table, one copy of each chain and
+// read, nothing is half-applied, and the second attempt changes the
+// other's table into this one's: one table, one copy of each chain and
 // rule.
 func TestApplyRace(t *testing.T) {
 	k := &fakekernel.Kernel{}
@@ -572,11 +595,11 @@ func TestApplyRace(t *testing.T) {
 		}
 	}
 	res, err := Apply(context.Background(), mine, WithKernel(k))
-	if err != nil || !res.Changed || !res.Replaced {
-		t.Fatalf("Apply racing another install = %+v, %v; want replaced", res, err)
+	if err != nil || !res.Changed || res.Plan.Create || res.Plan.Counts != (Counts{RulesAdded: 2, RulesDeleted: 2}) {
+		t.Fatalf("Apply racing another install = %+v (%+v), %v; want the other's table changed", res, res.Plan, err)
 	}
 	st, err := ReadStatus(context.Background(), mine, WithKernel(k))
-	if err != nil || !st.Matches || len(k.State.Tables) != 1 || len(k.State.Chains) != len(mine.Chains) {
+	if err != nil || !st.Matches || len(k.State.Tables) != 1 || len(k.State.Chains) != len(mine.Chains)+1 {
 		t.Fatalf("after the race: status %+v, %v; %d tables, %d chains", st, err, len(k.State.Tables), len(k.State.Chains))
 	}
 }

@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -30,10 +29,25 @@ type installed struct {
 	Sets        []Set
 	Chains      []installedChain
 	fingerprint fingerprint
-	// stamp is the fingerprint of the ruleset ftpnft created the table
-	// from, when the table has a stamp.
+	// stamp is the fingerprint of the ruleset ftpnft last applied to the
+	// table, and stampGen the generation that commit led to, when the
+	// table has a stamp: in its stamp chain, or (a table of an ftpnft
+	// from before the stamp chain) in the table's own user data.
 	stamp    fingerprint
+	stampGen uint32
 	hasStamp bool
+	// tableStamped reports that the table's user data holds ftpnft's
+	// stamp, which it gets when ftpnft creates it.
+	tableStamped bool
+	// stampChain is the stamp chain as read: whether it exists, and the
+	// handles of its rules.
+	stampChain  bool
+	stampRules  []uint64
+	stampHandle uint64 // the rule that holds the stamp; 0 if none
+	// proven reports that the address sets' elements were not read from
+	// the kernel but taken from a candidate ruleset, which the stamp
+	// proved the kernel holds (read).
+	proven bool
 }
 
 // modified reports whether the table was changed since ftpnft wrote it:
@@ -47,10 +61,15 @@ type installedChain struct {
 
 // read returns the table named name in family inet, or nil if there is none.
 // Of a table that ftpnft did not create it reads nothing more, unless
-// foreign is true. With proven, a ruleset that the table's stamp proved it
-// holds, the elements of address sets are taken from proven instead of
-// dumped (a million take the kernel seconds to dump).
-func read(c *conn, name string, foreign bool, proven *Ruleset) (*installed, error) {
+// foreign is true.
+//
+// The elements of address sets are read last, and only when needed: a
+// million take the kernel a minute to dump. When the table's stamp was
+// written at generation gen (nothing was committed since) and one of the
+// candidate rulesets, with its address sets in place of the kernel's,
+// has the stamp's fingerprint, the kernel holds that candidate's sets;
+// read takes them from it ([installed.proven]).
+func read(c *conn, name string, foreign bool, gen uint32, candidates ...*Ruleset) (*installed, error) {
 	udata, found, err := c.table(name)
 	if err != nil || !found {
 		return nil, err
@@ -60,7 +79,8 @@ func read(c *conn, name string, foreign bool, proven *Ruleset) (*installed, erro
 	}
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
 	in := &installed{}
-	_, in.stamp, in.hasStamp = parseStamp(udata)
+	in.stampGen, in.stamp, in.hasStamp = parseStamp(udata)
+	in.tableStamped = in.hasStamp
 
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
@@ -71,12 +91,15 @@ func read(c *conn, name string, foreign bool, proven *Ruleset) (*installed, erro
 		if ch.Table.Name != name {
 			continue
 		}
-		ic := installedChain{Chain: chainOf(ch)}
 		rules, err := c.GetRules(table, ch)
 		if err != nil {
 			return nil, &Error{Op: "list rules", Table: name, Err: classify(err)}
 		}
-		ic.rules = rules
+		if ch.Name == stampChain && ch.Hooknum == nil {
+			in.readStampChain(rules)
+			continue
+		}
+		ic := installedChain{Chain: chainOf(ch), rules: rules}
 		for _, r := range rules {
 			rulesSeen++
 			comment := commentOf(r.UserData)
@@ -101,7 +124,7 @@ func read(c *conn, name string, foreign bool, proven *Ruleset) (*installed, erro
 		if !ok {
 			continue
 		}
-		h := Helper{Name: no.Name, Type: fmt.Sprintf("object type %d", no.Type)}
+		h := Helper{Name: no.Name, Type: fmt.Sprintf("object type %d", no.Type), objType: uint32(no.Type)}
 		if ct, ok := no.Obj.(*expr.CtHelper); ok && no.Type == nftables.ObjTypeCtHelper {
 			h = Helper{Name: no.Name, Type: ct.Name, Protocol: protoName(ct.L4Proto)}
 			if ct.L3Proto != unix.NFPROTO_INET {
@@ -130,22 +153,71 @@ func read(c *conn, name string, foreign bool, proven *Ruleset) (*installed, erro
 			// Not a set of ftpnft's: its elements are not addresses.
 			s.otherKey = st.KeyType.Name
 		}
-		if st.Interval && s.otherKey == "" {
-			if i := provenSet(proven, st.Name); i >= 0 {
-				s.Ranges = proven.Sets[i].Ranges
-			} else {
-				els, err := c.setElements(name, st.Name)
-				if err != nil {
-					return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
-				}
-				s.Ranges = rangesOf(els)
-			}
-		}
 		in.Sets = append(in.Sets, s)
 	}
-
+	if in.proveSets(gen, candidates) {
+		return in, nil
+	}
+	for i, s := range in.Sets {
+		if !s.holdsRanges() {
+			continue
+		}
+		els, err := c.setElements(name, s.Name)
+		if err != nil {
+			return nil, &Error{Op: "list set elements", Table: name, Err: classify(err)}
+		}
+		in.Sets[i].Ranges = rangesOf(els)
+	}
 	in.fingerprint = fingerprintOf(in.Helpers, in.Sets, in.Chains, installedRules)
 	return in, nil
+}
+
+// readStampChain notes the rules of the stamp chain, and the stamp one of
+// them holds.
+func (in *installed) readStampChain(rules []*nftables.Rule) {
+	in.stampChain = true
+	for _, r := range rules {
+		in.stampRules = append(in.stampRules, r.Handle)
+		if gen, fp, ok := parseStamp(r.UserData); ok && in.stampHandle == 0 {
+			in.stampGen, in.stamp, in.hasStamp, in.stampHandle = gen, fp, true, r.Handle
+		}
+	}
+}
+
+// proveSets fills in the address sets from the first candidate that the
+// stamp proves, and reports whether one was: the stamp was written at gen
+// and the table, with the candidate's address sets, has the stamp's
+// fingerprint.
+func (in *installed) proveSets(gen uint32, candidates []*Ruleset) bool {
+	if !in.hasStamp || in.stampGen != gen {
+		return false
+	}
+	for _, cand := range candidates {
+		if cand == nil {
+			continue
+		}
+		sets := slices.Clone(in.Sets)
+		ok := true
+		for i, s := range sets {
+			if !s.holdsRanges() {
+				continue
+			}
+			j := slices.IndexFunc(cand.Sets, func(x Set) bool { return x.Name == s.Name })
+			if j < 0 {
+				ok = false
+				break
+			}
+			sets[i].Ranges = cand.Sets[j].Ranges
+		}
+		if !ok {
+			continue
+		}
+		if fp := fingerprintOf(in.Helpers, sets, in.Chains, installedRules); fp == in.stamp {
+			in.Sets, in.fingerprint, in.proven = sets, fp, true
+			return true
+		}
+	}
+	return false
 }
 
 // chainOf describes a chain read back from the kernel.
@@ -196,15 +268,57 @@ func (c *conn) table(name string) (udata []byte, found bool, err error) {
 }
 
 // stamped reports whether table carries the stamp of fp at the current
-// generation: ftpnft created it from a ruleset with fingerprint fp, and
-// nothing has been committed since.
+// generation: ftpnft last applied a ruleset with fingerprint fp, and
+// nothing has been committed since. It reads three small answers: the
+// generation, the tables and the stamp chain's rules.
 func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 	gen, err := c.generation()
 	if err != nil {
 		return false, err
 	}
 	udata, found, err := c.table(table)
-	return found && bytes.Equal(udata, stamp(fp, gen)), err
+	if err != nil || !found {
+		return false, err
+	}
+	if r, err := c.stampRule(table); err != nil {
+		return false, err
+	} else if r != nil {
+		udata = r
+	}
+	stampGen, stampFP, ok := parseStamp(udata)
+	return ok && stampGen == gen && stampFP == fp, nil
+}
+
+// stampRule returns the user data of the stamp rule in table's stamp
+// chain, or nil when there is none.
+func (c *conn) stampRule(table string) ([]byte, error) {
+	data := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
+	data = appendAttr(data, unix.NFTA_RULE_TABLE, cstring(table))
+	data = appendAttr(data, unix.NFTA_RULE_CHAIN, cstring(stampChain))
+	ms, err := c.dump(netlink.Message{
+		Header: netlink.Header{
+			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
+			Flags: netlink.Request | netlink.Dump,
+		},
+		Data: data,
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return nil, nil // no such chain
+	}
+	if err != nil {
+		return nil, &Error{Op: "list rules", Table: table, Err: classify(err)}
+	}
+	for _, m := range ms {
+		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWRULE {
+			continue
+		}
+		if udata := nlio.Attr(m, unix.NFTA_RULE_USERDATA); len(udata) > 0 {
+			if _, _, ok := parseStamp(udata); ok {
+				return udata, nil
+			}
+		}
+	}
+	return nil, nil
 }
 
 // setElements reads the elements of set in table with one dump.
@@ -282,7 +396,7 @@ func Dump(ctx context.Context, table string, opts ...Option) (string, error) {
 		return "", err
 	}
 	defer release()
-	in, err := read(c, table, true, nil)
+	in, err := read(c, table, true, 0)
 	if err != nil {
 		return "", err
 	}
@@ -319,12 +433,4 @@ func hookOf(h nftables.ChainHook) string {
 		}
 	}
 	return fmt.Sprintf("hook %d", h)
-}
-
-// provenSet returns the index of the set name in proven, or -1.
-func provenSet(proven *Ruleset, name string) int {
-	if proven == nil {
-		return -1
-	}
-	return slices.IndexFunc(proven.Sets, func(s Set) bool { return s.Name == name })
 }

@@ -12,9 +12,10 @@ import (
 type Option func(*options)
 
 type options struct {
-	netns  netns.NetNS
-	dial   nltest.Func // a Kernel's, in place of the namespace's
-	verify bool
+	netns    netns.NetNS
+	dial     nltest.Func // a Kernel's, in place of the namespace's
+	verify   bool
+	stateDir string
 }
 
 // WithNetNS works in the network namespace at path, such as
@@ -76,3 +77,14 @@ func kernelDial(k Kernel) nltest.Func {
 // ruleset compared with, which their digest equals: a status of a
 // million-network allowlist then reads no element.
 func WithVerify() Option { return func(o *options) { o.verify = true } }
+
+// WithStateDir records in dir, for each namespace and table, the address
+// sets of the ruleset last applied, so that a later change of a large set
+// (an allowlist or blocklist of a million networks) is applied by
+// difference without reading the set back from the kernel first, and so
+// that ReadInstalled reads no set element either. What dir holds is used
+// only when the table's stamp proves that the kernel still holds it; a
+// missing or stale file costs a read of the set, never a wrong change.
+// Apply and Remove create and remove the files; the command uses
+// /var/lib/ftpnft.
+func WithStateDir(dir string) Option { return func(o *options) { o.stateDir = dir } }

@@ -41,6 +41,9 @@ type Helper struct {
 	Name     string `json:"name"`     // object name, referenced by "ct helper set"
 	Type     string `json:"type"`     // kernel helper name
 	Protocol string `json:"protocol"` // "tcp"
+	// objType is the object type of an object read back from the kernel
+	// that is not a ct helper; 0 for a ct helper.
+	objType uint32
 }
 
 // Chain is a chain of the table: a base chain on a hook, or a regular
@@ -162,7 +165,7 @@ func (rs *Ruleset) render(b *strings.Builder) {
 		for _, r := range c.Rules {
 			switch {
 			case !r.foreign:
-				fmt.Fprintf(b, "\t\t%s comment %q\n", r.Text(), commentPrefix+r.Comment)
+				fmt.Fprintf(b, "\t\t%s\n", ruleText(r))
 			case r.Comment != "":
 				fmt.Fprintf(b, "\t\t%s comment %q\n", r.Text(), r.Comment)
 			default:
@@ -172,6 +175,11 @@ func (rs *Ruleset) render(b *strings.Builder) {
 		b.WriteString("\t}\n")
 	}
 	b.WriteString("}\n")
+}
+
+// ruleText is one of ftpnft's rules in nft syntax, with its comment.
+func ruleText(r Rule) string {
+	return fmt.Sprintf("%s comment %q", r.Text(), commentPrefix+r.Comment)
 }
 
 // priorityText names a chain priority as nft does: relative to "filter"

@@ -160,20 +160,56 @@ type element struct {
 // the first range starts there.
 func (s Set) elements() []element {
 	els := make([]element, 0, 2*len(s.Ranges)+1)
-	if len(s.Ranges) > 0 && !s.Ranges[0].From.IsUnspecified() {
-		zero := netip.IPv4Unspecified()
-		if s.Ranges[0].From.Is6() {
-			zero = netip.IPv6Unspecified()
-		}
-		els = append(els, element{Key: zero, IntervalEnd: true})
+	if zero, ok := zeroEnd(s.Ranges); ok {
+		els = append(els, zero)
 	}
-	for _, r := range s.Ranges {
+	return append(els, rangeElements(s.Ranges)...)
+}
+
+// zeroEnd is the interval end at the zero address that nft puts before
+// ranges that do not start there; ok is false when there is none.
+func zeroEnd(ranges []AddrRange) (e element, ok bool) {
+	if len(ranges) == 0 || ranges[0].From.IsUnspecified() {
+		return element{}, false
+	}
+	zero := netip.IPv4Unspecified()
+	if ranges[0].From.Is6() {
+		zero = netip.IPv6Unspecified()
+	}
+	return element{Key: zero, IntervalEnd: true}, true
+}
+
+// rangeElements encodes each range as its start element and, unless it
+// runs to the last address, its end element.
+func rangeElements(ranges []AddrRange) []element {
+	els := make([]element, 0, 2*len(ranges))
+	for _, r := range ranges {
 		els = append(els, element{Key: r.From})
 		if next := r.To.Next(); next.IsValid() {
 			els = append(els, element{Key: next, IntervalEnd: true})
 		}
 	}
 	return els
+}
+
+// rangeChanges compares two sorted lists of disjoint ranges: the ranges
+// of got that want lacks, and those of want that got lacks.
+func rangeChanges(got, want []AddrRange) (del, add []AddrRange) {
+	i, j := 0, 0
+	for i < len(got) && j < len(want) {
+		switch c := cmp.Or(got[i].From.Compare(want[j].From), got[i].To.Compare(want[j].To)); {
+		case c == 0:
+			i++
+			j++
+		case c < 0:
+			del = append(del, got[i])
+			i++
+		default:
+			add = append(add, want[j])
+			j++
+		}
+	}
+	return append(del, got[i:]...), append(add, want[j:]...)
 }
 
 // rangesOf decodes interval set elements read back from the kernel, in any
@@ -229,6 +265,32 @@ func (s Set) text() string {
 	b.WriteString("\t}\n")
 	return b.String()
 }
+
+// declaration is the set's definition in nft's one-line syntax, without
+// elements: "{ type ipv4_addr; flags interval; }".
+func (s Set) declaration() string {
+	d := "{ type " + s.keyType() + ";"
+	if s.Size > 0 {
+		d += fmt.Sprintf(" size %d;", s.Size)
+	}
+	if f := s.flags(); f != "" {
+		d += " flags " + f + ";"
+	}
+	if s.Timeout > 0 {
+		d += fmt.Sprintf(" timeout %ds;", int(s.Timeout.Seconds()))
+	}
+	return d + " }"
+}
+
+// definition is what the kernel cannot change in a set that exists: its
+// key type, flags, timeout and size.
+func (s Set) definition() string {
+	return fmt.Sprintf("%s %s %v %d", s.keyType(), s.flags(), s.Timeout, s.Size)
+}
+
+// holdsRanges reports whether s is an interval set of addresses, whose
+// elements ftpnft reads as ranges.
+func (s Set) holdsRanges() bool { return s.Interval && s.otherKey == "" }
 
 func (s Set) keyType() string {
 	if s.otherKey != "" {

@@ -95,23 +95,13 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 		return nil, err
 	}
 	defer release()
-	// A table stamped at this generation with want's digest is want:
-	// its sets' elements need no dump.
-	var wantFP fingerprint
-	if want != nil {
-		wantFP = want.fingerprint()
+	// The address sets' elements are taken from want, or from what the
+	// state directory recorded, when the table's stamp proves them.
+	gen, err := c.generation()
+	if err != nil {
+		return nil, err
 	}
-	var proven *Ruleset
-	if want != nil && !c.verify {
-		ok, err := c.stamped(table, wantFP)
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			proven = want
-		}
-	}
-	cur, err := read(c, table, false, proven)
+	cur, err := read(c, table, false, gen, c.candidates(table, want)...)
 	if err != nil {
 		return nil, err
 	}
@@ -127,6 +117,11 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 	}
 	st.Modified = cur.modified()
 	fillStatus(st, cur)
+	if want == nil && cur.hasStamp && !st.Modified {
+		// As ftpnft left it: it holds what ftpnft built.
+		st.Matches = true
+		return st, nil
+	}
 	if want == nil {
 		// Compared with what its own configuration builds; when its rules
 		// are too few to tell one (a flushed table), with the default.
@@ -138,9 +133,8 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 				return nil, err
 			}
 		}
-		wantFP = want.fingerprint()
 	}
-	st.Matches = cur.fingerprint == wantFP
+	st.Matches = cur.fingerprint == want.fingerprint()
 	if !st.Matches {
 		st.Differences = differences(cur, want)
 	}

@@ -25,6 +25,8 @@ type conn struct {
 	dial    nltest.Func
 	raw     *netlink.Conn // for what ftpnft sends itself; opened by talk
 	verify  bool          // WithVerify
+	// stateDir is WithStateDir's directory; "" for none.
+	stateDir string
 }
 
 // connect returns a netlink connection to nf_tables and a function that
@@ -36,7 +38,7 @@ func connect(ctx context.Context, opts []Option) (*conn, func(), error) {
 	}
 	var copts []nftables.ConnOption
 	release := func() {}
-	cn := &conn{ctx: ctx, dial: o.dial, verify: o.verify}
+	cn := &conn{ctx: ctx, dial: o.dial, verify: o.verify, stateDir: o.stateDir, netnsFd: -1}
 	if o.dial != nil {
 		copts = append(copts, nftables.WithTestDial(o.dial))
 	} else {

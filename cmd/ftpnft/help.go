@@ -53,6 +53,11 @@ const netnsFlags = `  --netns NAME|PATH   work in a network namespace: a name un
 `
 
 const tableFlags = `  --table NAME        the table's name in family inet (default "ftpnft")
+  --state-dir DIR     (not render) where install records the address sets it
+                      applied, so that changing a large --source-file or
+                      --block-file sends only the difference without reading
+                      the set back from the kernel (default $FTPNFT_STATE_DIR,
+                      else /var/lib/ftpnft)
   --config FILE       read these flags from a YAML file (see
                       examples/ftpnft.yaml); flags on the command line
                       override it
@@ -108,7 +113,9 @@ const hardeningFlags = `  --related-ports LO-HI
                       source above this rate
 `
 
-const installFlags = `  --dry-run           print the ruleset instead of installing it
+const installFlags = `  --dry-run           print what install would send, in nft syntax, and send
+                      nothing: the whole table when there is none, else the
+                      rules, elements and chains that change (one line each)
   --force             install even if the policy would not admit new SSH
                       connections to the port of this SSH session
 `

@@ -110,7 +110,7 @@ func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
 // Output that cannot be written fails the command (exit 1), naming the
 // error.
 func TestOutputErrors(t *testing.T) {
-	for _, args := range [][]string{{"render"}, {"install", "--dry-run"}, {"help"}, {"render", "--role", "router"}} {
+	for _, args := range [][]string{{"render"}, {"render", "--table", "other"}, {"help"}, {"render", "--role", "router"}} {
 		var stderr bytes.Buffer
 		code := run(context.Background(), args, failingWriter{}, &stderr)
 		if code != exitFailure || !strings.Contains(stderr.String(), "write output: no space left on device") {

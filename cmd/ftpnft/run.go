@@ -136,6 +136,7 @@ type cliOptions struct {
 	ruleset  *nft.Ruleset
 	dryRun   bool
 	force    bool
+	stateDir string // --state-dir
 	json     bool
 }
 
@@ -162,6 +163,9 @@ func (o *cliOptions) nftOptions() []nft.Option {
 	if o.verify {
 		opts = append(opts, nft.WithVerify())
 	}
+	if o.stateDir != "" {
+		opts = append(opts, nft.WithStateDir(o.stateDir))
+	}
 	return opts
 }
 
@@ -178,6 +182,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	netns := fs.String("netns", "", "")
 	config := fs.String("config", "", "")
 	fs.StringVar(&o.cfg.Table, "table", nft.DefaultTable, "")
+	if cmd != "render" {
+		fs.StringVar(&o.stateDir, "state-dir", defaultStateDir(), "")
+	}
 	var ports, policy, roles, relatedPorts, passivePorts, connRate, maxConn string
 	var allow, dnat, masquerade, sources, sourceFiles, blocks, blockFiles listFlag
 	if cmd != "uninstall" {
@@ -312,13 +319,12 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		}
 	}
 	for _, name := range configKeys {
-		o.compare = o.compare || name != "netns" && name != "table" && given(fs, name)
+		o.compare = o.compare || name != "netns" && name != "table" && name != "state-dir" && given(fs, name)
 	}
 	o.compare = o.compare || *config != ""
-	// render and a dry run never reach the kernel or the namespace, but an
-	// empty namespace is refused all the same: it is never right.
-	reachesKernel := cmd != "render" && !o.dryRun
-	if given(fs, "netns") && (*netns == "" || reachesKernel) {
+	// render never reaches the kernel or the namespace, but an empty
+	// namespace is refused all the same: it is never right.
+	if given(fs, "netns") && (*netns == "" || cmd != "render") {
 		if o.netns, err = netnsPath(*netns); err != nil {
 			return nil, at("netns", err)
 		}
@@ -588,7 +594,14 @@ func usageError(err error) error {
 
 func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	if o.dryRun {
-		fmt.Fprint(stdout, o.ruleset.Render())
+		p, err := nft.PlanApply(ctx, o.ruleset, o.nftOptions()...)
+		if err != nil {
+			return fail(stderr, o.cmd, err)
+		}
+		fmt.Fprintf(stdout, "# ftpnft install would send %s\n", planSummary(p))
+		for _, s := range p.Steps() {
+			fmt.Fprintln(stdout, s)
+		}
 		return exitOK
 	}
 	capa, err := helper.Probe("/")
@@ -599,22 +612,53 @@ func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, o.cmd, err)
 	}
-	what := "installed"
-	switch {
+	var what string
+	switch p := res.Plan; {
 	case !res.Changed:
 		what = "unchanged (already installed; nothing sent)"
-	case res.Repaired:
-		what = "repaired (it had been changed by hand or by another program)"
+	case p.Create:
+		what = "installed"
 	case res.Replaced:
-		what = "replaced"
+		what = "replaced (" + p.Rebuild + ")"
+	case res.Repaired:
+		what = "repaired (it had been changed by hand or by another program; " + p.Counts.String() + ")"
+	default:
+		what = "updated (" + p.Counts.String() + ")"
 	}
 	fmt.Fprintf(stdout, "table inet %s %s: helper %q on tcp ports %s, roles %s, policy %s%s\n",
 		o.cfg.Table, what, nft.HelperObject, join(o.cfg.Ports), join(o.cfg.Roles), o.cfg.Policy, natSummary(o.cfg.DNAT, o.cfg.Masquerade))
+	if res.StateErr != nil {
+		fmt.Fprintf(stderr, "ftpnft %s: warning: %v (the next change of a large set reads it back from the kernel first)\n", o.cmd, res.StateErr)
+	}
 	warnCoexistence(stderr, o.cmd, coexistence(ctx, o.cfg, o.nftOptions()))
 	if tables, err := helper.LegacyTables(o.netns); err == nil && len(tables) > 0 {
 		fmt.Fprintf(stderr, "ftpnft %s: warning: %s\n", o.cmd, legacyWarning(tables))
 	}
 	return exitOK
+}
+
+// planSummary says in a line what a plan does.
+func planSummary(p *nft.Plan) string {
+	switch {
+	case p.Empty():
+		return "nothing: the table holds this configuration already"
+	case p.Create:
+		return fmt.Sprintf("a new table inet %s (%s)", p.Table, p.Counts)
+	case p.Rebuild != "":
+		return fmt.Sprintf("table inet %s anew, whole: %s", p.Table, p.Rebuild)
+	case p.Repair:
+		return fmt.Sprintf("a repair of table inet %s, changed by hand or by another program (%s)", p.Table, p.Counts)
+	}
+	return fmt.Sprintf("changes to table inet %s (%s)", p.Table, p.Counts)
+}
+
+// defaultStateDir is where the command records the address sets it
+// applied: $FTPNFT_STATE_DIR, else /var/lib/ftpnft.
+func defaultStateDir() string {
+	if dir := os.Getenv("FTPNFT_STATE_DIR"); dir != "" {
+		return dir
+	}
+	return "/var/lib/ftpnft"
 }
 
 // coexistence reads the other firewalls of the namespace for cfg. A

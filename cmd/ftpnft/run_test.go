@@ -105,7 +105,7 @@ func TestRenderMatchesLibrary(t *testing.T) {
 	}
 	for _, args := range [][]string{
 		{"render", "--ports", "21,2121", "--allow", "tcp/22"},
-		{"install", "--dry-run", "--ports", "21,2121", "--allow", "tcp/22", "--netns", "not-resolved-in-dry-run"},
+		{"render", "--ports", "21,2121", "--allow", "tcp/22", "--netns", "not-resolved-by-render"},
 	} {
 		code, stdout, stderr := runCLI(args...)
 		if code != exitOK || stdout != rs.Render() {

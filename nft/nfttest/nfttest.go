@@ -44,25 +44,36 @@ func (f *Fake) Generation() uint32 { return f.k.Gen + 1 }
 // Commits returns how many batches were committed.
 func (f *Fake) Commits() int { return f.k.Batches }
 
-// The kinds of batch message that Fail can reject.
+// The kinds of batch message that Fail can reject. AddRule is also a rule
+// replaced by handle, AddChain also a chain's policy changed.
 const (
-	AddTable    = "add table"
-	DeleteTable = "delete table"
-	AddObject   = "add object"
-	AddSet      = "add set"
-	AddElements = "add elements"
-	AddChain    = "add chain"
-	AddRule     = "add rule"
+	AddTable       = "add table"
+	DeleteTable    = "delete table"
+	AddObject      = "add object"
+	DeleteObject   = "delete object"
+	AddSet         = "add set"
+	DeleteSet      = "delete set"
+	AddElements    = "add elements"
+	DeleteElements = "delete elements"
+	AddChain       = "add chain"
+	DeleteChain    = "delete chain"
+	AddRule        = "add rule"
+	DeleteRule     = "delete rule"
 )
 
 var kinds = map[string]uint16{
-	AddTable:    unix.NFT_MSG_NEWTABLE,
-	DeleteTable: unix.NFT_MSG_DELTABLE,
-	AddObject:   unix.NFT_MSG_NEWOBJ,
-	AddSet:      unix.NFT_MSG_NEWSET,
-	AddElements: unix.NFT_MSG_NEWSETELEM,
-	AddChain:    unix.NFT_MSG_NEWCHAIN,
-	AddRule:     unix.NFT_MSG_NEWRULE,
+	AddTable:       unix.NFT_MSG_NEWTABLE,
+	DeleteTable:    unix.NFT_MSG_DELTABLE,
+	AddObject:      unix.NFT_MSG_NEWOBJ,
+	DeleteObject:   unix.NFT_MSG_DELOBJ,
+	AddSet:         unix.NFT_MSG_NEWSET,
+	DeleteSet:      unix.NFT_MSG_DELSET,
+	AddElements:    unix.NFT_MSG_NEWSETELEM,
+	DeleteElements: unix.NFT_MSG_DELSETELEM,
+	AddChain:       unix.NFT_MSG_NEWCHAIN,
+	DeleteChain:    unix.NFT_MSG_DELCHAIN,
+	AddRule:        unix.NFT_MSG_NEWRULE,
+	DeleteRule:     unix.NFT_MSG_DELRULE,
 }
 
 // Fail makes the fake reject the first message of kind (AddRule, ...) of

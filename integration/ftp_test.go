@@ -155,8 +155,9 @@ func foreignTables(t *testing.T, h *Host) string {
 
 // TestReinstallIdempotentAndForeignTablesUntouched installs twice (the second
 // time nothing is sent: rule handles stay the same), changes a flag (the table
-// is replaced atomically), uninstalls twice, and shows that tables ftpnft did
-// not create are untouched throughout.
+// is changed in place, in one batch: the rules for the new ports are added),
+// uninstalls twice, and shows that tables ftpnft did not create are untouched
+// throughout.
 func TestReinstallIdempotentAndForeignTablesUntouched(t *testing.T) {
 	RequireRoot(t)
 	srv, cli := NewPair(t)
@@ -192,15 +193,15 @@ table ip filter {
 	}
 
 	out = mustFtpnft(t, "install", "--netns", srv.Path, "--ports", "21,2121", "--allow", "tcp/22")
-	if !strings.Contains(out, "replaced") {
-		t.Fatalf("install with new ports said %q, want replaced", out)
+	if !strings.Contains(out, "updated (3 rules added)") {
+		t.Fatalf("install with new ports said %q, want updated (3 rules added)", out)
 	}
 	third := srv.MustExec(t, "nft", "-a", "list", "table", "inet", "ftpnft")
 	if !strings.Contains(third, "tcp dport 2121 ct state new ct helper set") || !strings.Contains(third, "tcp dport 22 counter") {
-		t.Fatalf("replaced table lacks the new ports:\n%s", third)
+		t.Fatalf("changed table lacks the new ports:\n%s", third)
 	}
 	if strings.Count(third, "chain input") != 1 || strings.Count(third, "ct helper ftp-helper {") != 1 {
-		t.Fatalf("duplicate chains or helpers after replace:\n%s", third)
+		t.Fatalf("duplicate chains or helpers after the change:\n%s", third)
 	}
 	if list, err := Curl(t, cli, PASV, URL(srv.V4, 21, "/"), okTimeout); err != nil || !bytes.Contains(list, []byte("hello.txt")) {
 		t.Fatalf("FTP after replace: %v\n%s", err, list)

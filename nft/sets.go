@@ -130,7 +130,10 @@ func mergeRanges(prefixes []netip.Prefix, v6 bool) []AddrRange {
 			rs = append(rs, AddrRange{p.Masked().Addr(), lastAddr(p)})
 		}
 	}
-	slices.SortFunc(rs, func(a, b AddrRange) int { return a.From.Compare(b.From) })
+	byStart := func(a, b AddrRange) int { return a.From.Compare(b.From) }
+	if !slices.IsSortedFunc(rs, byStart) { // lists are often sorted already
+		slices.SortFunc(rs, byStart)
+	}
 	out := rs[:0] // merged in place: out never overtakes r
 	for _, r := range rs {
 		if n := len(out); n > 0 {

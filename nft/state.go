@@ -53,18 +53,21 @@ func (c *conn) statePath(table string) (string, error) {
 }
 
 // candidates are the rulesets whose address sets the kernel's table may
-// hold: rs (the one wanted; nil for none), and the sets recorded in the
-// state directory. With WithVerify there are none: every set is read.
+// hold: the sets recorded in the state directory, and rs (the one wanted;
+// nil for none). With WithVerify there are none: every set is read.
 func (c *conn) candidates(table string, rs *Ruleset) []*Ruleset {
 	if c.verify {
 		return nil
 	}
+	// The recorded sets first: when the stamp is current they are what
+	// the kernel holds, and each candidate tried costs a digest of all
+	// its sets.
 	var out []*Ruleset
-	if rs != nil {
-		out = append(out, rs)
-	}
 	if recalled := c.recall(table); recalled != nil {
 		out = append(out, recalled)
+	}
+	if rs != nil {
+		out = append(out, rs)
 	}
 	return out
 }
@@ -163,10 +166,20 @@ func encodeState(sets []Set, fp fingerprint) []byte {
 		b = append(b, byte(boolInt(s.V6)))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s.Ranges)))
 		for _, r := range s.Ranges {
-			b = append(append(b, r.From.AsSlice()...), r.To.AsSlice()...)
+			b = appendAddr(appendAddr(b, r.From), r.To)
 		}
 	}
 	return b
+}
+
+// appendAddr appends a's 4 or 16 bytes without allocating them.
+func appendAddr(b []byte, a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return append(b, v[:]...)
+	}
+	v := a.As16()
+	return append(b, v[:]...)
 }
 
 // errState is a state file that is not one.

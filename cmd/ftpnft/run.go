@@ -277,7 +277,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 			if len(ps) == 0 {
 				return nil, at("source-file", fmt.Errorf("source file %s: no sources (an empty allowlist would admit everyone)", input.Clip(f)))
 			}
-			o.cfg.Sources = append(o.cfg.Sources, ps...)
+			o.cfg.Sources = appendPrefixes(o.cfg.Sources, ps)
 		}
 		if o.cfg.Block, err = parseEach(blocks, nft.ParseSource); err != nil {
 			return nil, at("block", fmt.Errorf("--block: %w", err))
@@ -287,7 +287,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 			if err != nil {
 				return nil, at("block-file", fmt.Errorf("--block-file: %w", err))
 			}
-			o.cfg.Block = append(o.cfg.Block, ps...)
+			o.cfg.Block = appendPrefixes(o.cfg.Block, ps)
 		}
 		n, err := strconv.ParseUint(maxConn, 10, 32)
 		if err != nil || n > 1<<31 {
@@ -331,6 +331,17 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		o.netnsArg = *netns
 	}
 	return o, nil
+}
+
+// appendPrefixes appends the prefixes of a list file to those given so far.
+// A list of a million is taken as it is when it comes alone: copying it
+// costs more than reading it (its addresses hold pointers, which the
+// garbage collector must scan while they move).
+func appendPrefixes(to, list []netip.Prefix) []netip.Prefix {
+	if len(to) == 0 {
+		return list
+	}
+	return append(to, list...)
 }
 
 // flagError says an error of the flag package in ftpnft's words: flags

@@ -23,8 +23,9 @@
 //
 // The package is one pipeline, a file per step: configuration (values.go,
 // config.go) -> model (build.go, ruleset.go, stmt.go, sets.go) -> what the
-// kernel holds (observed.go, fingerprint.go) -> plan (apply.go, status.go,
-// diff.go) -> encoding (encode.go) -> transport (transport.go, options.go).
+// kernel holds (observed.go, fingerprint.go, state.go) -> plan (plan.go,
+// apply.go, status.go, diff.go) -> encoding (encode.go) -> transport
+// (transport.go, options.go).
 // Each statement type in stmt.go encodes itself, renders itself and
 // recognises itself in what the kernel reports.
 //
@@ -67,11 +68,16 @@
 //
 // # Atomicity and ownership
 //
-// Apply sends one netlink batch: when ftpnft's table already exists it is
-// deleted and recreated in the same transaction, so the kernel either holds
-// the old table or the new one, never a mix, and a failed batch changes
-// nothing. When the kernel already holds exactly the desired table (compared
-// expression by expression, counters aside) Apply sends nothing at all.
+// Apply sends one netlink batch. When ftpnft's table already exists, the
+// batch holds only the difference ([Plan], which [PlanApply] returns
+// without sending it): rules added at their place, deleted, or replaced by
+// handle; set elements added and deleted; a chain's policy changed in
+// place. What does not change keeps its handle, counters and run-time
+// state (per-source connection counts, rate meters). The kernel either
+// holds the old table or the new one, never a mix, and a failed batch
+// changes nothing. When the kernel already holds exactly the desired table
+// (compared expression by expression, counters aside) Apply sends nothing
+// at all.
 //
 // ftpnft sends its batches itself (google/nftables v0.3.0 only encodes
 // them here) so that two things hold. First, a batch begins with the
@@ -85,13 +91,19 @@
 // batch is read by its sequence number, so a rejected batch is reported
 // with the message that caused it ([Error.Step]).
 //
-// The table carries, in its user data, a digest of its ruleset and the
-// generation its batch led to. While the generation has not moved since, a
-// re-install of the same ruleset reads nothing else; otherwise Apply
+// The table carries a stamp: a digest of the ruleset last applied and the
+// generation its batch led to, in the user data of the one rule of its
+// chain "stamp", which every change replaces by handle (the kernel fixes a
+// table's own user data when it creates it). While the generation has not
+// moved since, a re-install of the same ruleset reads nothing else, and
+// address sets need not be listed (a million elements take the kernel a
+// minute): Apply and ReadStatus take them from the ruleset wanted, or from
+// what [WithStateDir] recorded, when the stamp proves it. Otherwise Apply
 // compares the table expression by expression.
 //
-// That digest is also the proof of ownership: a table is ftpnft's own when
-// its user data holds it, whatever has become of its rules. A table from
+// The table's own user data holds the stamp it was created with: the proof
+// of ownership. A table is ftpnft's own when its user data holds it,
+// whatever has become of its rules. A table from
 // before the digest is ftpnft's when it has rules and all of them carry
 // ftpnft's comment ("ftpnft: ..."), as the text of [Ruleset.Render] makes
 // them. Any other table of the same name is left untouched (not even its
@@ -102,12 +114,12 @@
 // A table of ftpnft's that was changed since ftpnft wrote it (flushed with
 // `nft flush table`, a rule added or deleted by hand) no longer matches its
 // digest: [Status.Modified] says so and [Status.Differences] say what
-// differs; Apply replaces it whole ([Result.Repaired]) and Remove deletes
-// it. Nothing a person can do to the table by hand locks ftpnft out of it.
+// differs; Apply repairs it by difference ([Result.Repaired]) and Remove
+// deletes it. Nothing a person can do to the table by hand locks ftpnft out of it.
 //
 // When the kernel's answers to a batch overflow the socket buffer, Apply
 // does not guess: the generation tells whether anything was committed, and
-// the table's digest whether it was ftpnft's batch.
+// the stamp whether it was ftpnft's batch.
 //
 // # Namespaces
 //

@@ -279,8 +279,8 @@ func TestLockoutGuard(t *testing.T) {
 	}
 }
 
-// A million networks in one allowlist: the batch is larger than any
-// socket buffer's default, and installs in one transaction. Sampled members
+// A million IPv4 and a million IPv6 networks in one allowlist: the batch is
+// larger than any socket buffer's default, and installs in one transaction. Sampled members
 // are in the kernel's set and the addresses between them are not; the
 // allowlisted client works, another address of it does not. (On main before
 // session 7: "sendmsg: message too long" from 500,000 networks on.)
@@ -290,11 +290,12 @@ func TestMillionNetworks(t *testing.T) {
 	files := testFiles(t)
 	StartVsftpd(t, srv, 21, files)
 	var list strings.Builder
-	list.Grow(20 << 20)
-	list.WriteString(cli.V4.String() + "\n")
+	list.Grow(60 << 20)
+	list.WriteString(cli.V4.String() + "\n" + cli.V6.String() + "\n")
 	for i := range 1_000_000 {
 		a := 10<<24 + 2*i // every other address: no two merge into a range
 		fmt.Fprintf(&list, "%d.%d.%d.%d\n", a>>24, a>>16&255, a>>8&255, a&255)
+		fmt.Fprintf(&list, "2001:db8:100::%x:%x\n", 2*i>>16, 2*i&0xffff)
 	}
 	file := filepath.Join(t.TempDir(), "million.txt")
 	if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
@@ -302,18 +303,30 @@ func TestMillionNetworks(t *testing.T) {
 	}
 	start := time.Now()
 	mustFtpnft(t, "install", "--netns", srv.Path, "--source-file", file)
-	t.Logf("1,000,001 networks installed in %v", time.Since(start).Round(time.Millisecond))
+	t.Logf("1,000,001 IPv4 and 1,000,001 IPv6 networks installed in one batch in %v", time.Since(start).Round(time.Millisecond))
 	// Members and the addresses between them, by what the kernel does with
 	// their connections (`nft get element` loads the whole set into nft's
 	// cache first: a minute for each). The server routes them back.
 	srv.mustIP(t, "route", "add", "10.0.0.0/8", "dev", "eth-cli")
-	cli.addAddrs(t, "eth-srv", []string{"10.0.0.2/32", "10.30.132.126/32", "10.0.0.3/32", "10.30.132.127/32"})
-	for addr, member := range map[string]bool{"10.0.0.2": true, "10.30.132.126": true, "10.0.0.3": false, "10.30.132.127": false} {
-		if err := controlFrom(t, cli, addr, srv.V4); member != (err == nil) {
+	srv.mustIP(t, "-6", "route", "add", "2001:db8:100::/48", "dev", "eth-cli")
+	samples := map[string]bool{"10.0.0.2": true, "10.30.132.126": true, "10.0.0.3": false, "10.30.132.127": false,
+		"2001:db8:100::2": true, "2001:db8:100::1e:847e": true, "2001:db8:100::3": false, "2001:db8:100::1e:847f": false}
+	var addrs []string
+	for a := range samples {
+		addrs = append(addrs, a+map[bool]string{true: "/128", false: "/32"}[strings.Contains(a, ":")])
+	}
+	cli.addAddrs(t, "eth-srv", addrs)
+	for addr, member := range samples {
+		to := srv.V4
+		if strings.Contains(addr, ":") {
+			to = srv.V6
+		}
+		if err := controlFrom(t, cli, addr, to); member != (err == nil) {
 			t.Errorf("control connection from %s (member %v): %v", addr, member, err)
 		}
 	}
 	mustFetch(t, cli, PASV, srv.V4, 21, files)
+	mustFetch(t, cli, EPSV, srv.V6, 21, files)
 	cli.addAddrs(t, "eth-srv", []string{"192.0.2.3/24"})
 	if err := controlFrom(t, cli, "192.0.2.3", srv.V4); err == nil {
 		t.Error("a control connection from an address outside the million succeeded")

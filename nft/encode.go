@@ -165,9 +165,9 @@ func policyRef(p Policy) *nftables.ChainPolicy {
 // tableMessage is NFT_MSG_NEWTABLE for an inet table with user data.
 func tableMessage(name string, udata []byte) netlink.Message {
 	b := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
-	b = appendAttr(b, unix.NFTA_TABLE_NAME, cstring(name))
-	b = appendAttr(b, unix.NFTA_TABLE_FLAGS, make([]byte, 4))
-	b = appendAttr(b, nftaTableUserdata, udata)
+	b = nlio.AppendAttr(b, unix.NFTA_TABLE_NAME, cstring(name))
+	b = nlio.AppendAttr(b, unix.NFTA_TABLE_FLAGS, make([]byte, 4))
+	b = nlio.AppendAttr(b, nftaTableUserdata, udata)
 	return netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWTABLE),
@@ -197,23 +197,23 @@ func elementsMessage(typ uint16, table, set string, els []element) netlink.Messa
 	}
 	b := make([]byte, 0, size)
 	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
-	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
-	b = appendAttr(b, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
-	list := beginNest(&b, unix.NFTA_SET_ELEM_LIST_ELEMENTS)
+	b = nlio.AppendAttr(b, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
+	b = nlio.AppendAttr(b, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
+	list := nlio.BeginNest(&b, unix.NFTA_SET_ELEM_LIST_ELEMENTS)
 	var end [4]byte
 	binary.BigEndian.PutUint32(end[:], unix.NFT_SET_ELEM_INTERVAL_END)
 	for _, e := range els {
-		item := beginNest(&b, unix.NFTA_LIST_ELEM)
+		item := nlio.BeginNest(&b, unix.NFTA_LIST_ELEM)
 		if e.IntervalEnd {
-			b = appendAttr(b, unix.NFTA_SET_ELEM_FLAGS, end[:])
+			b = nlio.AppendAttr(b, unix.NFTA_SET_ELEM_FLAGS, end[:])
 		}
-		key := beginNest(&b, unix.NFTA_SET_ELEM_KEY)
+		key := nlio.BeginNest(&b, unix.NFTA_SET_ELEM_KEY)
 		k := e.Key.As16()
-		b = appendAttr(b, unix.NFTA_DATA_VALUE, k[16-e.Key.BitLen()/8:])
-		endNest(b, key)
-		endNest(b, item)
+		b = nlio.AppendAttr(b, unix.NFTA_DATA_VALUE, k[16-e.Key.BitLen()/8:])
+		nlio.EndNest(b, key)
+		nlio.EndNest(b, item)
 	}
-	endNest(b, list)
+	nlio.EndNest(b, list)
 	flags := netlink.Request | netlink.Acknowledge
 	if typ == elementsAdd {
 		flags |= netlink.Create
@@ -228,30 +228,6 @@ func elementsMessage(typ uint16, table, set string, els []element) netlink.Messa
 }
 
 func cstring(s string) []byte { return append([]byte(s), 0) }
-
-// appendAttr appends a netlink attribute, padded to 4 bytes.
-func appendAttr(b []byte, typ uint16, data []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(unix.NLA_HDRLEN+len(data)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, data...)
-	for len(b)%unix.NLA_ALIGNTO != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
-
-// beginNest appends the header of a nested attribute whose length endNest
-// fills in, and returns where it starts.
-func beginNest(b *[]byte, typ uint16) int {
-	start := len(*b)
-	*b = binary.NativeEndian.AppendUint16(*b, 0)
-	*b = binary.NativeEndian.AppendUint16(*b, typ|unix.NLA_F_NESTED)
-	return start
-}
-
-func endNest(b []byte, start int) {
-	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
-}
 
 // batchMessage is NFNL_MSG_BATCH_BEGIN or _END for nf_tables; a begin with a
 // non-zero gen carries it as NFNL_BATCH_GENID.

@@ -293,8 +293,8 @@ func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 // chain, or nil when there is none.
 func (c *conn) stampRule(table string) ([]byte, error) {
 	data := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
-	data = appendAttr(data, unix.NFTA_RULE_TABLE, cstring(table))
-	data = appendAttr(data, unix.NFTA_RULE_CHAIN, cstring(stampChain))
+	data = nlio.AppendAttr(data, unix.NFTA_RULE_TABLE, cstring(table))
+	data = nlio.AppendAttr(data, unix.NFTA_RULE_CHAIN, cstring(stampChain))
 	ms, err := c.dump(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETRULE),
@@ -324,8 +324,8 @@ func (c *conn) stampRule(table string) ([]byte, error) {
 // setElements reads the elements of set in table with one dump.
 func (c *conn) setElements(table, set string) ([]element, error) {
 	data := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
-	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
-	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
+	data = nlio.AppendAttr(data, unix.NFTA_SET_ELEM_LIST_TABLE, cstring(table))
+	data = nlio.AppendAttr(data, unix.NFTA_SET_ELEM_LIST_SET, cstring(set))
 	req := netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETSETELEM),

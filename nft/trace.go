@@ -230,14 +230,14 @@ const (
 func bindLog(nc *netlink.Conn, group uint16) error {
 	data := []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0}
 	data = binary.BigEndian.AppendUint16(data, group)
-	data = appendAttr(data, nfulaCfgCmd, []byte{nfulnlCfgCmdBind})
+	data = nlio.AppendAttr(data, nfulaCfgCmd, []byte{nfulnlCfgCmdBind})
 	mode := binary.BigEndian.AppendUint32(nil, traceCopyRange)
-	data = appendAttr(data, nfulaCfgMode, append(mode, nfulnlCopyPacket, 0))
+	data = nlio.AppendAttr(data, nfulaCfgMode, append(mode, nfulnlCopyPacket, 0))
 	// Each copy at once: by default the kernel gathers them for up to a
 	// second, and the story would tell a data connection before the reply
 	// that named it.
-	data = appendAttr(data, nfulaCfgTimeout, make([]byte, 4))
-	data = appendAttr(data, nfulaCfgQThresh, binary.BigEndian.AppendUint32(nil, 1))
+	data = nlio.AppendAttr(data, nfulaCfgTimeout, make([]byte, 4))
+	data = nlio.AppendAttr(data, nfulaCfgQThresh, binary.BigEndian.AppendUint32(nil, 1))
 	_, err := nc.Execute(netlink.Message{
 		Header: netlink.Header{
 			Type:  netlink.HeaderType(unix.NFNL_SUBSYS_ULOG<<8 | nfulnlMsgConfig),

@@ -161,3 +161,29 @@ func Attr(m netlink.Message, typ uint16) []byte {
 func StringAttr(m netlink.Message, typ uint16) string {
 	return strings.TrimRight(string(Attr(m, typ)), "\x00")
 }
+
+// AppendAttr appends a netlink attribute, padded to 4 bytes.
+func AppendAttr(b []byte, typ uint16, data []byte) []byte {
+	b = binary.NativeEndian.AppendUint16(b, uint16(unix.NLA_HDRLEN+len(data)))
+	b = binary.NativeEndian.AppendUint16(b, typ)
+	b = append(b, data...)
+	for len(b)%unix.NLA_ALIGNTO != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+// BeginNest appends the header of a nested attribute whose length EndNest
+// fills in, and returns where it starts.
+func BeginNest(b *[]byte, typ uint16) int {
+	start := len(*b)
+	*b = binary.NativeEndian.AppendUint16(*b, 0)
+	*b = binary.NativeEndian.AppendUint16(*b, typ|unix.NLA_F_NESTED)
+	return start
+}
+
+// EndNest sets the length of the nested attribute that BeginNest started
+// at start to end at the end of b.
+func EndNest(b []byte, start int) {
+	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
+}

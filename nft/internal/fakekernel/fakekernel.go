@@ -374,17 +374,17 @@ func (s *State) elemDump(req netlink.Message) ([]netlink.Message, syscall.Errno)
 func elemMessage(fam byte, table, set string, els []Elem) netlink.Message {
 	var list []byte
 	for _, e := range els {
-		item := appendAttr(nil, unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED, appendAttr(nil, unix.NFTA_DATA_VALUE, []byte(e.Key)))
+		item := nlio.AppendAttr(nil, unix.NFTA_SET_ELEM_KEY|unix.NLA_F_NESTED, nlio.AppendAttr(nil, unix.NFTA_DATA_VALUE, []byte(e.Key)))
 		if e.Flags != 0 {
-			item = appendAttr(item, unix.NFTA_SET_ELEM_FLAGS, binary.BigEndian.AppendUint32(nil, e.Flags))
+			item = nlio.AppendAttr(item, unix.NFTA_SET_ELEM_FLAGS, binary.BigEndian.AppendUint32(nil, e.Flags))
 		}
 		item = append(item, e.Rest...)
-		list = appendAttr(list, unix.NFTA_LIST_ELEM|unix.NLA_F_NESTED, item)
+		list = nlio.AppendAttr(list, unix.NFTA_LIST_ELEM|unix.NLA_F_NESTED, item)
 	}
 	data := []byte{fam, unix.NFNETLINK_V0, 0, 0}
-	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_TABLE, append([]byte(table), 0))
-	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_SET, append([]byte(set), 0))
-	data = appendAttr(data, unix.NFTA_SET_ELEM_LIST_ELEMENTS|unix.NLA_F_NESTED, list)
+	data = nlio.AppendAttr(data, unix.NFTA_SET_ELEM_LIST_TABLE, append([]byte(table), 0))
+	data = nlio.AppendAttr(data, unix.NFTA_SET_ELEM_LIST_SET, append([]byte(set), 0))
+	data = nlio.AppendAttr(data, unix.NFTA_SET_ELEM_LIST_ELEMENTS|unix.NLA_F_NESTED, list)
 	return netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWSETELEM)},
 		Data:   data,
@@ -938,7 +938,7 @@ func elemsOf(m netlink.Message) ([]Elem, error) {
 				}
 				e.Flags = binary.BigEndian.Uint32(data)
 			default:
-				rest = appendAttr(rest, typ, data)
+				rest = nlio.AppendAttr(rest, typ, data)
 			}
 			return nil
 		})
@@ -1216,17 +1216,6 @@ func be32(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
 func be64(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
 func cstring(b []byte) string { return strings.TrimRight(string(b), "\x00") }
-
-// appendAttr appends a netlink attribute, padded to 4 bytes.
-func appendAttr(b []byte, typ uint16, data []byte) []byte {
-	b = binary.NativeEndian.AppendUint16(b, uint16(unix.NLA_HDRLEN+len(data)))
-	b = binary.NativeEndian.AppendUint16(b, typ)
-	b = append(b, data...)
-	for len(b)%unix.NLA_ALIGNTO != 0 {
-		b = append(b, 0)
-	}
-	return b
-}
 
 // batchGeneration returns the NFNL_BATCH_GENID of a batch begin message, or 0.
 func batchGeneration(m netlink.Message) uint32 {

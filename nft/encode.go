@@ -267,7 +267,10 @@ func describe(m netlink.Message) string {
 		}
 		return s
 	case unix.NFT_MSG_DELRULE:
-		return fmt.Sprintf("delete rule handle %d in chain %s", handleAttr(m, unix.NFTA_RULE_HANDLE), nlio.StringAttr(m, unix.NFTA_RULE_CHAIN))
+		if h := handleAttr(m, unix.NFTA_RULE_HANDLE); h != 0 {
+			return fmt.Sprintf("delete rule handle %d in chain %s", h, nlio.StringAttr(m, unix.NFTA_RULE_CHAIN))
+		}
+		return "flush chain " + nlio.StringAttr(m, unix.NFTA_RULE_CHAIN)
 	case unix.NFT_MSG_DELCHAIN:
 		return "delete chain " + nlio.StringAttr(m, unix.NFTA_CHAIN_NAME)
 	case unix.NFT_MSG_DELSET:

@@ -405,7 +405,7 @@ func TestApplyFailureChangesNothing(t *testing.T) {
 		{nil, unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources4: "},
 		{nil, unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
 		{nil, unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},
-		{&from, unix.NFT_MSG_DELRULE, "delete rule handle "},
+		{&from, unix.NFT_MSG_DELRULE, "flush chain output: "}, // before it goes
 		{&from, unix.NFT_MSG_DELCHAIN, "delete chain output: "},
 		{&from, unix.NFT_MSG_DELSET, "delete set ftp-block4: "},
 		{&from, unix.NFT_MSG_DELSETELEM, "delete elements from set ftp-sources4: "},

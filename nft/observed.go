@@ -20,9 +20,9 @@ import (
 
 // installed is a table as read back from the kernel.
 type installed struct {
-	// Owned reports that ftpnft created the table: its user data holds
-	// ftpnft's stamp (or, for a table from before the stamp, every rule
-	// carries ftpnft's comment). Of a table that is not owned nothing more
+	// Owned reports that ftpnft created the table: its user data or its
+	// stamp chain holds ftpnft's stamp (or, for a table from before the
+	// stamp, every rule carries ftpnft's comment). Of a table that is not owned nothing more
 	// is read.
 	Owned       bool
 	Helpers     []Helper
@@ -39,15 +39,21 @@ type installed struct {
 	// tableStamped reports that the table's user data holds ftpnft's
 	// stamp, which it gets when ftpnft creates it.
 	tableStamped bool
-	// stampChain is the stamp chain as read: whether it exists, and the
-	// handles of its rules.
+	// stampChain is the stamp chain as read: whether it exists, and how
+	// many rules it has.
 	stampChain  bool
-	stampRules  []uint64
+	stampRules  int
 	stampHandle uint64 // the rule that holds the stamp; 0 if none
 	// proven reports that the address sets' elements were not read from
 	// the kernel but taken from a candidate ruleset, which the stamp
 	// proved the kernel holds (read).
 	proven bool
+}
+
+// stampIntact reports whether the stamp chain holds the stamp rule and
+// nothing else, as ftpnft leaves it.
+func (in *installed) stampIntact() bool {
+	return in.stampChain && in.stampRules == 1 && in.stampHandle != 0
 }
 
 // modified reports whether the table was changed since ftpnft wrote it:
@@ -177,7 +183,7 @@ func read(c *conn, name string, foreign bool, gen uint32, candidates ...*Ruleset
 func (in *installed) readStampChain(rules []*nftables.Rule) {
 	in.stampChain = true
 	for _, r := range rules {
-		in.stampRules = append(in.stampRules, r.Handle)
+		in.stampRules++
 		if gen, fp, ok := parseStamp(r.UserData); ok && in.stampHandle == 0 {
 			in.stampGen, in.stamp, in.hasStamp, in.stampHandle = gen, fp, true, r.Handle
 		}
@@ -203,7 +209,9 @@ func (in *installed) proveSets(gen uint32, candidates []*Ruleset) bool {
 				continue
 			}
 			j := slices.IndexFunc(cand.Sets, func(x Set) bool { return x.Name == s.Name })
-			if j < 0 {
+			// The digest reads every address as 16 bytes: the family
+			// must be checked apart.
+			if j < 0 || cand.Sets[j].V6 != s.V6 || !sameFamily(cand.Sets[j].Ranges, s.V6) {
 				ok = false
 				break
 			}
@@ -433,4 +441,15 @@ func hookOf(h nftables.ChainHook) string {
 		}
 	}
 	return fmt.Sprintf("hook %d", h)
+}
+
+// sameFamily reports whether every address of ranges is of the family of a
+// set of IPv6 addresses (v6) or of IPv4 ones.
+func sameFamily(ranges []AddrRange, v6 bool) bool {
+	for _, r := range ranges {
+		if r.From.Is6() != v6 || r.To.Is6() != v6 {
+			return false
+		}
+	}
+	return true
 }

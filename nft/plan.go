@@ -113,7 +113,7 @@ type step struct {
 // added; rules that refer to a chain, set or object go before it does and
 // come after it is added again.
 const (
-	phaseDeleteRules = iota
+	phaseDeleteRules = iota // also a whole table, and the rules of chains that go
 	phaseDeleteChains
 	phaseDeleteSets // sets and objects
 	phaseAdd        // objects, sets, elements, chains, policies
@@ -157,10 +157,16 @@ func newPlan(cur *installed, rs *Ruleset, fp fingerprint, st []byte) *Plan {
 		pl.p.Rebuild = "the table does not carry ftpnft's mark (made by an earlier ftpnft, or loaded from the text of render)"
 		pl.p.Repair = cur.modified()
 		pl.whole(true)
-	case cur.fingerprint == fp:
-		// The kernel holds rs; only the stamp is older than the last
-		// commit, and writing it would be a commit of its own.
+	case cur.fingerprint == fp && cur.stamp == fp && cur.stampIntact():
+		// The kernel holds rs; at most the stamp's generation is older
+		// than the last commit, and writing it would be a commit of its
+		// own.
 		return pl.p
+	case cur.fingerprint == fp:
+		// The kernel holds rs, but its stamp was lost or changed: the
+		// stamp alone is written again.
+		pl.p.Repair = true
+		pl.writeStamp(cur)
 	default:
 		pl.p.Repair = cur.modified()
 		pl.update(cur)
@@ -238,7 +244,11 @@ func (pl *planner) update(cur *installed) {
 
 	// Chains first, rules after: which rules must go depends on what
 	// the batch deletes.
-	var kept [][2]installedChain
+	type keptChain struct {
+		want Chain
+		got  []*nftables.Rule
+	}
+	var kept []keptChain
 	pairByName(cur.Chains, pl.rs.installedChains(), func(ic installedChain) string { return ic.Name },
 		func(want, got installedChain, ok bool) {
 			switch {
@@ -251,15 +261,20 @@ func (pl *planner) update(cur *installed) {
 				if got.Policy != want.Policy {
 					pl.changePolicy(want.Chain)
 				}
-				kept = append(kept, [2]installedChain{got, want})
+				kept = append(kept, keptChain{want.Chain, got.rules})
 			}
 		},
 		func(got installedChain) { pl.deleteChain(got.Name) })
 	for _, k := range kept {
-		pl.changeRules(k[1].Chain, k[0].rules)
+		pl.changeRules(k.want, k.got)
 	}
+	pl.writeStamp(cur)
+}
 
-	if cur.stampChain && len(cur.stampRules) == 1 && cur.stampHandle != 0 {
+// writeStamp replaces the stamp rule by handle, or makes the stamp chain
+// anew when it is missing or holds more than the stamp.
+func (pl *planner) writeStamp(cur *installed) {
+	if cur.stampIntact() {
 		h := cur.stampHandle
 		pl.add(phaseStamp, pl.stampText, func(b *batch) error {
 			b.ReplaceRule(&nftables.Rule{Table: pl.table, Chain: &nftables.Chain{Name: stampChain, Table: pl.table},
@@ -339,17 +354,19 @@ func (pl *planner) deleteSet(s Set) {
 // changeElements deletes the ranges of set that the configuration no longer
 // has, then adds the new ones. Ranges are deleted and added whole, start
 // and end: the kernel takes an interval set's elements one by one and
-// refuses, as overlapping, a range end added inside another range.
+// refuses, as overlapping, a range end added inside another range. The
+// interval end at the zero address that nft puts first is added when the
+// new ranges want it and the old ones did not, and never deleted: whether
+// the kernel holds it cannot be told from the ranges (nft delete element
+// of a range from 0 leaves none), and beside a range that starts at zero
+// it does no harm.
 func (pl *planner) changeElements(set string, got, want []AddrRange) {
 	del, add := rangeChanges(got, want)
-	oldZero, hadZero := zeroEnd(got)
+	_, hadZero := zeroEnd(got)
 	newZero, hasZero := zeroEnd(want)
-	var delEls, addEls []element
-	if hadZero && (!hasZero || oldZero != newZero) {
-		delEls = append(delEls, oldZero)
-	}
-	delEls = append(delEls, rangeElements(del)...)
-	if hasZero && (!hadZero || oldZero != newZero) {
+	delEls := rangeElements(del)
+	var addEls []element
+	if hasZero && !hadZero {
 		addEls = append(addEls, newZero)
 	}
 	addEls = append(addEls, rangeElements(add)...)
@@ -404,9 +421,18 @@ func (pl *planner) addChain(ch Chain) {
 	}
 }
 
+// deleteChain deletes a chain, after flushing it with the rules: a chain
+// that goes may jump to another that goes, and the kernel refuses to
+// delete a chain that a rule still jumps to, whatever the order of the
+// deletes.
 func (pl *planner) deleteChain(name string) {
 	pl.p.Counts.ChainsDeleted++
 	pl.gone["chain "+name] = true
+	pl.add(phaseDeleteRules, func() string { return fmt.Sprintf("flush chain inet %s %s", pl.rs.Table, name) },
+		func(b *batch) error {
+			b.FlushChain(&nftables.Chain{Name: name, Table: pl.table})
+			return nil
+		})
 	pl.add(phaseDeleteChains, func() string { return fmt.Sprintf("delete chain inet %s %s", pl.rs.Table, name) },
 		func(b *batch) error {
 			b.DelChain(&nftables.Chain{Name: name, Table: pl.table})
@@ -474,12 +500,10 @@ func (pl *planner) changeRules(ch Chain, got []*nftables.Rule) {
 			continue
 		}
 		lo := -1 // the got rules between the kept rules around this gap
-		if j > 0 {
-			for k := j - 1; k >= 0; k-- {
-				if match[k] >= 0 {
-					lo = match[k]
-					break
-				}
+		for k := j - 1; k >= 0; k-- {
+			if match[k] >= 0 {
+				lo = match[k]
+				break
 			}
 		}
 		end := j

@@ -3,6 +3,7 @@ package nft
 import (
 	"bytes"
 	"context"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -307,4 +308,105 @@ func sortedBlocks(dump string) string {
 	blocks := strings.Split(strings.TrimSpace(dump), "\n\n")
 	slices.Sort(blocks)
 	return strings.Join(blocks, "\n\n")
+}
+
+// Three configurations in a row: a chain added by a change comes after
+// the ones made first, so chains that go are deleted in another order than
+// a fresh table's. Every path A -> B -> C ends as a fresh install of C.
+func TestApplyByDifferenceThreeSteps(t *testing.T) {
+	ctx := context.Background()
+	configs := diffConfigs()
+	names := slices.Sorted(maps.Keys(configs))
+	for _, a := range names {
+		for _, b := range names {
+			for _, c := range names {
+				k := &fakekernel.Kernel{}
+				for _, name := range []string{a, b, c} {
+					if _, err := Apply(ctx, mustBuild(t, configs[name]), WithKernel(k)); err != nil {
+						t.Fatalf("%s -> %s -> %s, at %s: %v", a, b, c, name, err)
+					}
+				}
+				fresh := &fakekernel.Kernel{}
+				if _, err := Apply(ctx, mustBuild(t, configs[c]), WithKernel(fresh)); err != nil {
+					t.Fatal(err)
+				}
+				got, _ := Dump(ctx, DefaultTable, WithKernel(k))
+				want, _ := Dump(ctx, DefaultTable, WithKernel(fresh))
+				if sortedBlocks(got) != sortedBlocks(want) {
+					t.Errorf("%s -> %s -> %s differs from a fresh install:\n%s\nwant:\n%s", a, b, c, got, want)
+				}
+			}
+		}
+	}
+}
+
+// A range that starts at the zero address deleted by hand, as nft deletes
+// it (start and end, no interval end at zero left): the repair adds it
+// back without deleting an interval end at zero that is not there.
+func TestRepairRangeFromZero(t *testing.T) {
+	ctx := context.Background()
+	k := &fakekernel.Kernel{}
+	cfg := DefaultConfig()
+	cfg.Block = []netip.Prefix{netip.MustParsePrefix("0.0.0.0/8"), netip.MustParsePrefix("10.0.0.0/8")}
+	rs := mustBuild(t, cfg)
+	if _, err := Apply(ctx, rs, WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := &nftables.Set{Table: &nftables.Table{Family: nftables.TableFamilyINet, Name: DefaultTable}, Name: "ftp-block4", KeyType: nftables.TypeIPAddr, Interval: true}
+	if err := other.SetDeleteElements(set, []nftables.SetElement{{Key: []byte{0, 0, 0, 0}}, {Key: []byte{1, 0, 0, 0}, IntervalEnd: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range [][]string{{"0.0.0.0/8", "10.0.0.0/8"}, {"10.0.0.0/8", "20.0.0.0/8"}, {"0.0.0.0/0"}} {
+		cfg.Block = nil
+		for _, p := range c {
+			cfg.Block = append(cfg.Block, netip.MustParsePrefix(p))
+		}
+		if _, err := Apply(ctx, mustBuild(t, cfg), WithKernel(k)); err != nil {
+			t.Fatalf("block %v after a range from zero was deleted by hand: %v", c, err)
+		}
+		if st, err := ReadStatus(ctx, mustBuild(t, cfg), WithKernel(k), WithVerify()); err != nil || !st.Matches {
+			t.Fatalf("block %v: status %+v, %v", c, st, err)
+		}
+	}
+}
+
+// A stamp chain emptied by hand in a table that holds the configuration:
+// status says the table was changed, install writes the stamp alone, and
+// then status is content.
+func TestRepairLostStamp(t *testing.T) {
+	ctx := context.Background()
+	k := &fakekernel.Kernel{}
+	first, second := DefaultConfig(), DefaultConfig()
+	second.Ports = []uint16{21, 2121}
+	for _, c := range []Config{first, second} {
+		if _, err := Apply(ctx, mustBuild(t, c), WithKernel(k)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	other, err := nftables.New(nftables.WithTestDial(k.Dial))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.FlushChain(&nftables.Chain{Name: stampChain, Table: &nftables.Table{Family: nftables.TableFamilyINet, Name: DefaultTable}})
+	if err := other.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	rs := mustBuild(t, second)
+	if st, err := ReadStatus(ctx, rs, WithKernel(k)); err != nil || !st.Modified {
+		t.Fatalf("status with the stamp lost = %+v, %v; want modified", st, err)
+	}
+	res, err := Apply(ctx, rs, WithKernel(k))
+	if err != nil || !res.Changed || !res.Repaired || res.Plan.Counts != (Counts{}) || len(res.Plan.Steps()) != 2 {
+		t.Fatalf("install with the stamp lost = %+v (%q), %v; want the stamp chain made again, and nothing else", res, res.Plan.Steps(), err)
+	}
+	if st, err := ReadStatus(ctx, rs, WithKernel(k)); err != nil || st.Modified || !st.Matches {
+		t.Fatalf("status after the repair = %+v, %v", st, err)
+	}
 }

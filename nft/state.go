@@ -166,15 +166,15 @@ func encodeState(sets []Set, fp fingerprint) []byte {
 		b = append(b, byte(boolInt(s.V6)))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(s.Ranges)))
 		for _, r := range s.Ranges {
-			b = appendAddr(appendAddr(b, r.From), r.To)
+			b = appendAddr(appendAddr(b, r.From, s.V6), r.To, s.V6)
 		}
 	}
 	return b
 }
 
-// appendAddr appends a's 4 or 16 bytes without allocating them.
-func appendAddr(b []byte, a netip.Addr) []byte {
-	if a.Is4() {
+// appendAddr appends a's 4 bytes, or 16 when v6, without allocating them.
+func appendAddr(b []byte, a netip.Addr, v6 bool) []byte {
+	if !v6 && a.Is4() {
 		v := a.As4()
 		return append(b, v[:]...)
 	}

@@ -82,8 +82,9 @@ func ReadStatus(ctx context.Context, want *Ruleset, opts ...Option) (*Status, er
 
 // ReadInstalled reads ftpnft's table back from the kernel without a
 // configuration to compare it with: it reports what is installed, and
-// Matches says whether the table holds exactly what its own configuration
-// ([Status.Config]) builds, that is, whether it is as ftpnft made it. It
+// Matches says whether the table is as ftpnft made it: its stamp proves it
+// unchanged since ftpnft's last batch, or, without a stamp that holds, it
+// holds exactly what its own configuration ([Status.Config]) builds. It
 // sends no changes.
 func ReadInstalled(ctx context.Context, table string, opts ...Option) (*Status, error) {
 	return readStatus(ctx, table, nil, opts)
@@ -104,6 +105,15 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 	cur, err := read(c, table, false, gen, c.candidates(table, want)...)
 	if err != nil {
 		return nil, err
+	}
+	// A commit during the read may have changed what the stamp proved:
+	// then every element is read.
+	if now, err := c.generation(); err != nil {
+		return nil, err
+	} else if now != gen && cur != nil && cur.proven {
+		if cur, err = read(c, table, false, now); err != nil {
+			return nil, err
+		}
 	}
 	st := &Status{Table: table, Differences: []string{}, Helpers: []Helper{}, Roles: []Role{}, Ports: []uint16{},
 		Allow: []Service{}, DNAT: []DNAT{}, Masquerade: []string{}, Sources: []AddrRange{}, Blocked: []AddrRange{}, Counters: []Counter{}}

@@ -631,6 +631,8 @@ func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 		what = "installed"
 	case res.Replaced:
 		what = "replaced (" + p.Rebuild + ")"
+	case res.Repaired && p.Counts == (nft.Counts{}):
+		what = "repaired (it held this configuration, but its stamp had been changed or lost: the stamp was written again)"
 	case res.Repaired:
 		what = "repaired (it had been changed by hand or by another program; " + p.Counts.String() + ")"
 	default:

@@ -152,7 +152,7 @@ var errChanged = errors.New("ruleset changed")
 // again; after maxAttempts it gives up with ErrConcurrent. A table that
 // ftpnft did not create is never planned for. The candidates are rulesets
 // whose address sets the kernel may hold (read).
-func (c *conn) transact(op, table string, candidates []*Ruleset, plan func(cur *installed, b *batch) (send bool, err error)) error {
+func (c *conn) transact(op, table string, candidates []candidate, plan func(cur *installed, b *batch) (send bool, err error)) error {
 	for attempt := 1; ; attempt++ {
 		if err := c.ctx.Err(); err != nil {
 			return &Error{Op: op, Table: table, Err: err}
@@ -171,7 +171,7 @@ func (c *conn) transact(op, table string, candidates []*Ruleset, plan func(cur *
 // table is foreign, nothing needs sending, or reading failed) is only
 // trusted when the generation did not move during the read: a table
 // deleted halfway through the read would otherwise look foreign or absent.
-func (c *conn) attempt(op, table string, candidates []*Ruleset, plan func(cur *installed, b *batch) (bool, error)) error {
+func (c *conn) attempt(op, table string, candidates []candidate, plan func(cur *installed, b *batch) (bool, error)) error {
 	gen, err := c.generation()
 	if err != nil {
 		return err

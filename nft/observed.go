@@ -75,7 +75,7 @@ type installedChain struct {
 // candidate rulesets, with its address sets in place of the kernel's,
 // has the stamp's fingerprint, the kernel holds that candidate's sets;
 // read takes them from it ([installed.proven]).
-func read(c *conn, name string, foreign bool, gen uint32, candidates ...*Ruleset) (*installed, error) {
+func read(c *conn, name string, foreign bool, gen uint32, candidates ...candidate) (*installed, error) {
 	udata, found, err := c.table(name)
 	if err != nil || !found {
 		return nil, err
@@ -194,11 +194,12 @@ func (in *installed) readStampChain(rules []*nftables.Rule) {
 // stamp proves, and reports whether one was: the stamp was written at gen
 // and the table, with the candidate's address sets, has the stamp's
 // fingerprint.
-func (in *installed) proveSets(gen uint32, candidates []*Ruleset) bool {
+func (in *installed) proveSets(gen uint32, candidates []candidate) bool {
 	if !in.hasStamp || in.stampGen != gen {
 		return false
 	}
-	for _, cand := range candidates {
+	for _, next := range candidates {
+		cand := next()
 		if cand == nil {
 			continue
 		}

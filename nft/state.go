@@ -52,24 +52,22 @@ func (c *conn) statePath(table string) (string, error) {
 	return filepath.Join(c.stateDir, fmt.Sprintf("netns-%d-%s.sets", st.Ino, table)), nil
 }
 
+// A candidate returns a ruleset whose address sets the kernel's table may
+// hold, or nil; it is called only when needed.
+type candidate func() *Ruleset
+
 // candidates are the rulesets whose address sets the kernel's table may
-// hold: the sets recorded in the state directory, and rs (the one wanted;
-// nil for none). With WithVerify there are none: every set is read.
-func (c *conn) candidates(table string, rs *Ruleset) []*Ruleset {
+// hold: rs (the one wanted; nil for none), then the sets recorded in the
+// state directory, which are read only when rs's sets are not the
+// kernel's. With WithVerify there are none: every set is read.
+func (c *conn) candidates(table string, rs *Ruleset) []candidate {
 	if c.verify {
 		return nil
 	}
-	// The recorded sets first: when the stamp is current they are what
-	// the kernel holds, and each candidate tried costs a digest of all
-	// its sets.
-	var out []*Ruleset
-	if recalled := c.recall(table); recalled != nil {
-		out = append(out, recalled)
+	return []candidate{
+		func() *Ruleset { return rs },
+		func() *Ruleset { return c.recall(table) },
 	}
-	if rs != nil {
-		out = append(out, rs)
-	}
-	return out
 }
 
 // recall returns the address sets recorded for table, as a ruleset of

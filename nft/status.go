@@ -154,14 +154,8 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 // fillStatus fills st with what the table's helpers, sets and rules say.
 func fillStatus(st *Status, cur *installed) {
 	st.Helpers = append(st.Helpers, cur.Helpers...)
-	for _, set := range cur.Sets {
-		if set.Interval && strings.HasPrefix(set.Name, setSources) {
-			st.Sources = append(st.Sources, set.Ranges...)
-		}
-		if set.Interval && strings.HasPrefix(set.Name, setBlock) {
-			st.Blocked = append(st.Blocked, set.Ranges...)
-		}
-	}
+	st.Sources = joinRanges(st.Sources, cur.Sets, setSources)
+	st.Blocked = joinRanges(st.Blocked, cur.Sets, setBlock)
 	roles := map[Role]bool{}
 	for _, ch := range cur.Chains {
 		if ch.Hook == "input" || ch.Hook == "forward" {
@@ -215,6 +209,26 @@ func fillStatus(st *Status, cur *installed) {
 			st.Roles = append(st.Roles, r)
 		}
 	}
+}
+
+// joinRanges returns the ranges of the interval sets whose names start
+// with base, IPv4 then IPv6, or empty when there are none. A list that is
+// alone is taken as it is: copying a million ranges costs more than the
+// rest of a status.
+func joinRanges(empty []AddrRange, sets []Set, base string) []AddrRange {
+	var lists [][]AddrRange
+	for _, set := range sets {
+		if set.Interval && strings.HasPrefix(set.Name, base) && len(set.Ranges) > 0 {
+			lists = append(lists, set.Ranges)
+		}
+	}
+	switch len(lists) {
+	case 0:
+		return empty
+	case 1:
+		return lists[0]
+	}
+	return slices.Concat(lists...)
 }
 
 // shape is what status needs to know of a rule read back from the kernel:

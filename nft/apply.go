@@ -14,10 +14,6 @@ type Result struct {
 	// Changed is false when the kernel already held the desired ruleset
 	// and nothing was sent.
 	Changed bool
-	// Replaced is true when an earlier ftpnft table was deleted and
-	// created anew, whole (Plan.Rebuild says why), rather than changed in
-	// place.
-	Replaced bool
 	// Repaired is true when the table had been changed since ftpnft wrote
 	// it (by hand, or by another program): flushed, rules added or
 	// deleted.
@@ -71,7 +67,7 @@ func Apply(ctx context.Context, rs *Ruleset, opts ...Option) (Result, error) {
 			udata, err := c.stampRule(rs.Table)
 			return bytes.Equal(udata, stampRuleData(st)), err
 		}
-		res.Changed, res.Replaced, res.Repaired = true, p.Rebuild != "", p.Repair
+		res.Changed, res.Repaired = true, p.Repair
 		for _, s := range p.steps {
 			if err := s.send(b); err != nil {
 				return false, err

@@ -36,9 +36,6 @@ type installed struct {
 	stamp    fingerprint
 	stampGen uint32
 	hasStamp bool
-	// tableStamped reports that the table's user data holds ftpnft's
-	// stamp, which it gets when ftpnft creates it.
-	tableStamped bool
 	// stampChain is the stamp chain as read: whether it exists, and how
 	// many rules it has.
 	stampChain  bool
@@ -86,7 +83,6 @@ func read(c *conn, name string, foreign bool, gen uint32, candidates ...candidat
 	table := &nftables.Table{Family: nftables.TableFamilyINet, Name: name}
 	in := &installed{}
 	in.stampGen, in.stamp, in.hasStamp = parseStamp(udata)
-	in.tableStamped = in.hasStamp
 
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {

@@ -17,16 +17,13 @@ import (
 // what the kernel cannot change in place is deleted and added again in the
 // same batch: a ct helper object whose fields differ (with the rules that
 // refer to it), a set whose type or flags differ (with its rules), a base
-// chain whose hook or priority differ.
+// chain whose hook or priority differ. The table itself is never deleted.
 type Plan struct {
 	// Table is the table's name; the family is always inet.
 	Table string `json:"table"`
 	// Create is true when the table does not exist: the batch creates it
 	// whole.
 	Create bool `json:"create"`
-	// Rebuild, when not empty, says why the table is deleted and created
-	// anew in the batch rather than changed in place.
-	Rebuild string `json:"rebuild,omitempty"`
 	// Repair is true when the table no longer held what ftpnft last
 	// applied to it (changed by hand or by another program): the steps
 	// undo that too.
@@ -113,7 +110,7 @@ type step struct {
 // added; rules that refer to a chain, set or object go before it does and
 // come after it is added again.
 const (
-	phaseDeleteRules = iota // also a whole table, and the rules of chains that go
+	phaseDeleteRules = iota // also the rules of chains that go
 	phaseDeleteChains
 	phaseDeleteSets // sets and objects
 	phaseAdd        // objects, sets, elements, chains, policies
@@ -150,22 +147,17 @@ func newPlan(cur *installed, rs *Ruleset, fp fingerprint, st []byte) *Plan {
 	switch {
 	case cur == nil:
 		pl.p.Create = true
-		pl.whole(false)
-	case !cur.tableStamped:
-		// The table's user data, which only its creation sets, must
-		// mark it as ftpnft's.
-		pl.p.Rebuild = "the table does not carry ftpnft's mark (made by an earlier ftpnft, or loaded from the text of render)"
-		pl.p.Repair = cur.modified()
-		pl.whole(true)
+		pl.whole()
 	case cur.fingerprint == fp && cur.stamp == fp && cur.stampIntact():
 		// The kernel holds rs; at most the stamp's generation is older
 		// than the last commit, and writing it would be a commit of its
 		// own.
 		return pl.p
 	case cur.fingerprint == fp:
-		// The kernel holds rs, but its stamp was lost or changed: the
-		// stamp alone is written again.
-		pl.p.Repair = true
+		// The kernel holds rs, but its stamp was lost or changed, or it
+		// never had one (loaded from the text of Render): the stamp
+		// alone is written.
+		pl.p.Repair = cur.hasStamp
 		pl.writeStamp(cur)
 	default:
 		pl.p.Repair = cur.modified()
@@ -181,16 +173,9 @@ func (pl *planner) add(phase int, text func() string, send func(b *batch) error)
 	pl.phases[phase] = append(pl.phases[phase], step{text, send})
 }
 
-// whole creates the table with everything in it, after deleting the one
-// there is when replace is true.
-func (pl *planner) whole(replace bool) {
+// whole creates the table with everything in it.
+func (pl *planner) whole() {
 	rs, table := pl.rs, pl.table
-	if replace {
-		pl.add(phaseDeleteRules, func() string { return "delete table inet " + rs.Table }, func(b *batch) error {
-			b.DelTable(table)
-			return nil
-		})
-	}
 	pl.add(phaseAdd, func() string {
 		var s strings.Builder
 		rs.render(&s)

@@ -260,7 +260,7 @@ func TestApplyByDifferenceEqualsFreshInstall(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s -> %s: %v", fromName, toName, err)
 			}
-			if res.Changed != (fromName != toName) || res.Replaced || res.Repaired {
+			if res.Changed != (fromName != toName) || res.Repaired {
 				t.Errorf("%s -> %s: %+v (%s)", fromName, toName, res, res.Plan.Counts)
 			}
 			fresh := &fakekernel.Kernel{}

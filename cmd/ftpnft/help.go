@@ -22,6 +22,9 @@ Usage:
                              that FTP works through ftpnft (and not without it)
   ftpnft install   [flags]   create or update the table (one atomic batch; idempotent)
   ftpnft uninstall [flags]   remove the table (removing nothing succeeds)
+  ftpnft daemon    [flags]   install, then keep the table applied: re-apply within
+                             a second when anyone deletes or changes it (run as a
+                             systemd service; SIGHUP reloads, SIGTERM keeps the table)
   ftpnft status    [flags]   show the table as the kernel holds it
   ftpnft render    [flags]   print what install would create, in nft syntax
   ftpnft doctor    [flags]   check everything FTP through the firewall needs: the
@@ -34,13 +37,15 @@ Usage:
 
 Flags (every command but selftest):
 ` + netnsFlags + `
-Flags (install, uninstall, status, render, doctor):
+Flags (install, uninstall, status, render, doctor, daemon):
 ` + tableFlags + `
-Flags (install, status, render, doctor):
+Flags (install, status, render, doctor, daemon):
 ` + rulesetFlags + `
 ` + hardeningFlags + `
 Flags (install):
 ` + installFlags + `
+Flags (daemon):
+` + daemonFlags + `
 Flags (status, doctor):
 ` + statusFlags + `
 Flags (expectations):
@@ -120,6 +125,11 @@ const installFlags = `  --dry-run           print what install would send, in nf
                       connections to the port of this SSH session
 `
 
+const daemonFlags = `  --log-format text|json
+                      log lines on stderr as text (default) or one JSON
+                      object each
+`
+
 const statusFlags = `  --json              print one JSON object
   --verify            (status) read every set element, also when the table's
                       stamp proves it unchanged (a million networks take the
@@ -149,6 +159,24 @@ repaired; a table of the same name that ftpnft did not create is left alone
 
 Flags:
 ` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + installFlags + "\n" + exitStatus,
+	"daemon": `Usage: ftpnft daemon [flags]
+
+Installs the table as install does, then keeps it applied: it listens to the
+kernel's announcements of committed nftables batches and, when a batch of
+another program touched the table (nft flush ruleset from nftables.service, a
+rule deleted by hand, a firewalld reload), applies the configuration again by
+difference, within a second. A writer that keeps undoing the table is met
+with a growing pause (up to a minute), logged with its pid and name. Idle, it
+uses no CPU.
+
+SIGHUP reads --config and the list files again; a configuration that does
+not parse or validate is logged and the one in force stays. SIGTERM and
+SIGINT end it with exit 0 and leave the table in place (ftpnft uninstall
+removes it). Under systemd (Type=notify) it reports READY=1 after the first
+apply, RELOADING=1 and READY=1 around a reload, STOPPING=1, and STATUS=.
+
+Flags:
+` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + daemonFlags + "\n" + exitStatus,
 	"uninstall": `Usage: ftpnft uninstall [flags]
 
 Removes ftpnft's table and everything in it; removing nothing succeeds.

@@ -88,7 +88,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "version", "-version", "--version":
 		fmt.Fprint(stdout, versionLine())
 		return exitOK
-	case "install", "uninstall", "status", "render", "doctor":
+	case "install", "uninstall", "status", "render", "doctor", "daemon":
 	case "expectations":
 		return expectations(ctx, rest, stdout, stderr)
 	case "selftest":
@@ -114,6 +114,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return exitOK
 	case "install":
 		return install(ctx, o, stdout, stderr)
+	case "daemon":
+		return daemon(ctx, rest, o, stderr)
 	case "uninstall":
 		return uninstall(ctx, o, stdout, stderr)
 	case "doctor":
@@ -125,19 +127,20 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 
 // cliOptions is a parsed command line.
 type cliOptions struct {
-	cmd      string
-	netns    string // path, "" for the current namespace
-	compare  bool   // the configuration was given (flags or --config): status compares
-	netnsArg string // --netns as given
-	trace    bool   // doctor --trace
-	verify   bool   // status --verify
-	traceFor time.Duration
-	cfg      nft.Config
-	ruleset  *nft.Ruleset
-	dryRun   bool
-	force    bool
-	stateDir string // --state-dir
-	json     bool
+	cmd       string
+	netns     string // path, "" for the current namespace
+	compare   bool   // the configuration was given (flags or --config): status compares
+	netnsArg  string // --netns as given
+	trace     bool   // doctor --trace
+	verify    bool   // status --verify
+	traceFor  time.Duration
+	cfg       nft.Config
+	ruleset   *nft.Ruleset
+	dryRun    bool
+	force     bool
+	stateDir  string // --state-dir
+	logFormat string // daemon --log-format
+	json      bool
 }
 
 func (o *cliOptions) conntrackOptions() []conntrack.Option {
@@ -212,6 +215,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	if cmd == "status" {
 		fs.BoolVar(&o.verify, "verify", false, "")
+	}
+	if cmd == "daemon" {
+		fs.StringVar(&o.logFormat, "log-format", "text", "")
 	}
 	if cmd == "doctor" {
 		fs.BoolVar(&o.trace, "trace", false, "")
@@ -303,6 +309,9 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 				return nil, at("conn-rate", err)
 			}
 		}
+	}
+	if o.logFormat != "" && o.logFormat != "text" && o.logFormat != "json" {
+		return nil, fmt.Errorf("--log-format %s: want text or json", input.Quote(o.logFormat))
 	}
 	if o.traceFor < 0 || o.traceFor > 0 && !o.trace {
 		return nil, fmt.Errorf("--for %s: want a positive duration such as 10m, with --trace", o.traceFor)
@@ -629,8 +638,8 @@ func install(ctx context.Context, o *cliOptions, stdout, stderr io.Writer) int {
 		what = "unchanged (already installed; nothing sent)"
 	case p.Create:
 		what = "installed"
-	case res.Replaced:
-		what = "replaced (" + p.Rebuild + ")"
+	case !res.Repaired && p.Counts == (nft.Counts{}):
+		what = "unchanged (it held this configuration; ftpnft's stamp was added)"
 	case res.Repaired && p.Counts == (nft.Counts{}):
 		what = "repaired (it held this configuration, but its stamp had been changed or lost: the stamp was written again)"
 	case res.Repaired:
@@ -657,8 +666,6 @@ func planSummary(p *nft.Plan) string {
 		return "nothing: the table holds this configuration already"
 	case p.Create:
 		return fmt.Sprintf("a new table inet %s (%s)", p.Table, p.Counts)
-	case p.Rebuild != "":
-		return fmt.Sprintf("table inet %s anew, whole: %s", p.Table, p.Rebuild)
 	case p.Repair:
 		return fmt.Sprintf("a repair of table inet %s, changed by hand or by another program (%s)", p.Table, p.Counts)
 	}

@@ -187,3 +187,51 @@ func BeginNest(b *[]byte, typ uint16) int {
 func EndNest(b []byte, start int) {
 	binary.NativeEndian.PutUint16(b[start:], uint16(len(b)-start))
 }
+
+// Listen hands each message that nc receives (announcements of the groups
+// it joined) to each, until ctx ends (then it returns nil) or a read
+// fails. When the socket's buffer overflowed and announcements were lost
+// (ENOBUFS), it calls lost and goes on listening. It waits without a
+// deadline and without using the CPU. A message's Data is valid only until
+// each returns.
+func Listen(ctx context.Context, nc *netlink.Conn, each func(netlink.Message), lost func()) error {
+	rc, err := nc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	// Ending ctx ends the wait: a read deadline in the past wakes the read.
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Now()) })
+	defer stop()
+	buf := make([]byte, ReadSize)
+	for {
+		if ctx.Err() != nil {
+			return nil
+		}
+		var n int
+		var rerr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_DONTWAIT)
+			return rerr != unix.EAGAIN
+		}); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		switch {
+		case rerr == unix.ENOBUFS:
+			lost()
+			continue
+		case rerr != nil:
+			return rerr
+		}
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			m, rest, ok := next(b)
+			if !ok {
+				break
+			}
+			each(m)
+			b = rest
+		}
+	}
+}

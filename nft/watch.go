@@ -64,33 +64,48 @@ func WatchCommits(ctx context.Context, table string, handle func(Commit), opts .
 		return &Error{Op: "watch", Table: table, Err: classify(err)}
 	}
 	handle(Commit{Start: true})
-	var cur Commit
+	r := commitReader{table: table}
 	err = nlio.Listen(ctx, nc, func(m netlink.Message) {
-		if uint16(m.Header.Type)>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
-			return
+		if c, ok := r.take(m); ok {
+			handle(c)
 		}
-		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWGEN {
-			// Every other announcement names its table first: NFTA_TABLE_NAME,
-			// NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE, ... are 1.
-			cur.Touched = cur.Touched || m.Data[0] == unix.NFPROTO_INET && nlio.StringAttr(m, 1) == table
-			return
-		}
-		if id := nlio.Attr(m, unix.NFTA_GEN_ID); len(id) == 4 {
-			cur.Gen = binary.BigEndian.Uint32(id)
-		}
-		if pid := nlio.Attr(m, unix.NFTA_GEN_PROC_PID); len(pid) == 4 {
-			cur.PID = binary.BigEndian.Uint32(pid)
-		}
-		cur.Process = nlio.StringAttr(m, unix.NFTA_GEN_PROC_NAME)
-		handle(cur)
-		cur = Commit{}
 	}, func() {
 		// What was gathered of the batch in progress may be incomplete.
+		r.cur = Commit{}
 		handle(Commit{Lost: true, Touched: true})
-		cur = Commit{}
 	})
 	if err != nil {
 		return &Error{Op: "watch", Table: table, Err: classify(err)}
 	}
 	return nil
+}
+
+// commitReader gathers the announcements of one batch into a Commit.
+type commitReader struct {
+	table string // the inet table whose changes set Touched
+	cur   Commit
+}
+
+// take reads one announcement; at the batch's end (NFT_MSG_NEWGEN) it
+// returns the batch's Commit.
+func (r *commitReader) take(m netlink.Message) (Commit, bool) {
+	if uint16(m.Header.Type)>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+		return Commit{}, false
+	}
+	if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWGEN {
+		// Every other announcement names its table first: NFTA_TABLE_NAME,
+		// NFTA_CHAIN_TABLE, NFTA_RULE_TABLE, NFTA_SET_TABLE, ... are 1.
+		r.cur.Touched = r.cur.Touched || m.Data[0] == unix.NFPROTO_INET && nlio.StringAttr(m, 1) == r.table
+		return Commit{}, false
+	}
+	c := r.cur
+	r.cur = Commit{}
+	if id := nlio.Attr(m, unix.NFTA_GEN_ID); len(id) == 4 {
+		c.Gen = binary.BigEndian.Uint32(id)
+	}
+	if pid := nlio.Attr(m, unix.NFTA_GEN_PROC_PID); len(pid) == 4 {
+		c.PID = binary.BigEndian.Uint32(pid)
+	}
+	c.Process = nlio.StringAttr(m, unix.NFTA_GEN_PROC_NAME)
+	return c, true
 }

@@ -17,7 +17,9 @@
 // generation, its table, set elements, batches) and stops between reads;
 // the reads done through google/nftables (chains, rules, objects) cannot be
 // interrupted. [Dump] shows any inet table as the
-// kernel holds it, in nft syntax.
+// kernel holds it, in nft syntax. [WatchCommits] reports every batch
+// committed in the namespace, by anyone, and whether it touched the table:
+// what a daemon needs to keep the table applied without polling.
 //
 // # Layout
 //
@@ -25,7 +27,7 @@
 // config.go) -> model (build.go, ruleset.go, stmt.go, sets.go) -> what the
 // kernel holds (observed.go, fingerprint.go, state.go) -> plan (plan.go,
 // apply.go, status.go, diff.go) -> encoding (encode.go) -> transport
-// (transport.go, options.go).
+// (transport.go, options.go). watch.go follows the ruleset's commits.
 // Each statement type in stmt.go encodes itself, renders itself and
 // recognises itself in what the kernel reports.
 //

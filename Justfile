@@ -29,6 +29,10 @@ lint:
 fuzz:
     scripts/fuzz
 
+# The Debian package dist/ftpnft_VERSION_ARCH.deb (binary, systemd unit, /etc/ftpnft/ftpnft.yaml, docs).
+package:
+    scripts/package
+
 # Side-by-side benchmarks against nft -f and conntrack-tools (root; see docs/BENCHMARKS.md).
 bench:
     scripts/bench

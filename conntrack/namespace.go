@@ -29,6 +29,8 @@ type ctnetlink interface {
 	stats() (entries, max uint32, err error)
 	// flows lists the tracked connections.
 	flows() ([]flow, error)
+	// deleteFlow deletes the tracked connection f.
+	deleteFlow(f flow) error
 	// gone returns an error wrapping ErrNetNSGone when the namespace's path
 	// no longer names it, and nil otherwise.
 	gone() error
@@ -167,9 +169,21 @@ func (n *namespace) flows() ([]flow, error) {
 	}
 	out := make([]flow, len(fs))
 	for i, f := range fs {
-		out[i] = flow{orig: tupleOf(f.TupleOrig), helper: f.Helper.Name, related: f.Status.Expected(), master: tupleOf(f.TupleMaster)}
+		out[i] = flow{orig: tupleOf(f.TupleOrig), proto: f.TupleOrig.Proto.Protocol, zone: f.Zone,
+			helper: f.Helper.Name, related: f.Status.Expected(), master: tupleOf(f.TupleMaster)}
 	}
 	return out, nil
+}
+
+func (n *namespace) deleteFlow(f flow) error {
+	c, err := n.conn()
+	if err != nil {
+		return err
+	}
+	return c.Delete(ct.Flow{Zone: f.zone, TupleOrig: ct.Tuple{
+		IP:    ct.IPTuple{SourceAddress: f.orig.Src, DestinationAddress: f.orig.Dst},
+		Proto: ct.ProtoTuple{Protocol: f.proto, SourcePort: f.orig.SPort, DestinationPort: f.orig.DPort},
+	}})
 }
 
 // helperOf asks through github.com/ti-mo/conntrack.

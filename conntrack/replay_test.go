@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,6 +37,7 @@ type replay struct {
 	nsubs         int
 	helpers       map[Tuple]string
 	allFlows      []flow
+	deleted       []Tuple // the original tuples of the flows deleted
 	isGone        bool
 	closed        bool
 }
@@ -76,7 +78,17 @@ func (r *replay) helperOf(t Tuple) (string, error) {
 
 func (r *replay) stats() (uint32, uint32, error) { return uint32(len(r.allFlows)), 65536, nil }
 
-func (r *replay) flows() ([]flow, error) { return r.allFlows, nil }
+func (r *replay) flows() ([]flow, error) { return slices.Clone(r.allFlows), nil }
+
+func (r *replay) deleteFlow(f flow) error {
+	i := slices.IndexFunc(r.allFlows, func(x flow) bool { return x.orig == f.orig && x.proto == f.proto })
+	if i < 0 {
+		return syscall.ENOENT
+	}
+	r.allFlows = slices.Delete(r.allFlows, i, i+1)
+	r.deleted = append(r.deleted, f.orig)
+	return nil
+}
 
 func (r *replay) gone() error {
 	r.mu.Lock()
@@ -377,5 +389,37 @@ func TestWatchForgets(t *testing.T) {
 	}
 	if _, err := be32([]byte{1, 2}); err == nil {
 		t.Error("a short 32-bit integer decoded")
+	}
+}
+
+// Cut deletes the control connections of the banned sources and the data
+// connections they expected, passive (from the source) and active (to it),
+// and nothing else: not another source's session, not the banned source's
+// other connections.
+func TestCut(t *testing.T) {
+	banned, other := netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("198.51.100.9")
+	srv := netip.MustParseAddr("192.0.2.1")
+	control := Tuple{Src: banned, Dst: srv, SPort: 40000, DPort: 21}
+	passive := Tuple{Src: banned, Dst: srv, SPort: 40001, DPort: 50000}
+	active := Tuple{Src: srv, Dst: banned, SPort: 20, DPort: 40002}
+	ssh := Tuple{Src: banned, Dst: srv, SPort: 40003, DPort: 22}
+	othersControl := Tuple{Src: other, Dst: srv, SPort: 40000, DPort: 21}
+	othersData := Tuple{Src: other, Dst: srv, SPort: 40001, DPort: 50001}
+	mapped := Tuple{Src: netip.MustParseAddr("::ffff:192.0.2.2"), Dst: netip.MustParseAddr("::ffff:192.0.2.1"), SPort: 40004, DPort: 21}
+	r := &replay{allFlows: []flow{
+		{orig: control, proto: 6, helper: "ftp"},
+		{orig: passive, proto: 6, related: true, master: control},
+		{orig: active, proto: 6, related: true, master: control},
+		{orig: ssh, proto: 6},
+		{orig: othersControl, proto: 6, helper: "ftp"},
+		{orig: othersData, proto: 6, related: true, master: othersControl},
+		{orig: mapped, proto: 6, helper: "ftp"},
+	}}
+	n, err := Cut(context.Background(), []netip.Prefix{netip.MustParsePrefix("192.0.2.2/32")}, withKernel(r))
+	if err != nil || n != 4 {
+		t.Fatalf("Cut = %d, %v; want 4 deleted", n, err)
+	}
+	if want := []Tuple{control, passive, active, mapped}; !slices.Equal(r.deleted, want) {
+		t.Fatalf("deleted %v, want %v", r.deleted, want)
 	}
 }

@@ -69,6 +69,8 @@ func ReadUsage(ctx context.Context, opts ...Option) (Usage, error) {
 // flow is what ReadUsage needs of a tracked connection.
 type flow struct {
 	orig    Tuple
+	proto   uint8  // of the original tuple
+	zone    uint16 // conntrack zone
 	helper  string
 	related bool  // an expected connection (IPS_EXPECTED)
 	master  Tuple // of a related connection

@@ -64,7 +64,7 @@ func Apply(ctx context.Context, rs *Ruleset, opts ...Option) (Result, error) {
 		// Only this batch can have left this stamp: it names the
 		// generation the batch's commit leads to.
 		b.applied = func(c *conn) (bool, error) {
-			udata, err := c.stampRule(rs.Table)
+			udata, _, err := c.stampRuleOf(rs.Table)
 			return bytes.Equal(udata, stampRuleData(st)), err
 		}
 		res.Changed, res.Repaired = true, p.Repair

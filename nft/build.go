@@ -25,6 +25,7 @@ const controlChain = "ftp-control"
 const (
 	setSources = "ftp-sources"
 	setBlock   = "ftp-block"
+	setBan     = "ftp-ban"
 	setConn    = "ftp-conn"
 	setRate    = "ftp-rate"
 )
@@ -94,8 +95,15 @@ func Build(c Config) (*Ruleset, error) {
 		rs.Chains = append(rs.Chains, dst)
 	}
 
-	// The blocklist comes first in every policy chain.
+	// Bans, then the blocklist, come first in every policy chain. The
+	// ban sets are always there: their elements are run-time state, which
+	// ftpnft ban and unban change and install keeps.
 	var blocked []Rule
+	for _, v6 := range families {
+		name := setName(setBan, v6)
+		rs.Sets = append(rs.Sets, Set{Name: name, V6: v6, Interval: true, Runtime: true})
+		blocked = append(blocked, rule("banned source "+familyOf(v6).name, saddrIn{v6: v6, set: name}, counter{}, drop))
+	}
 	if len(c.Block) > 0 {
 		for _, v6 := range families {
 			name := setName(setBlock, v6)
@@ -134,16 +142,11 @@ func Build(c Config) (*Ruleset, error) {
 
 	if server || client {
 		in := Chain{Name: "input", Type: typeFilter, Hook: "input", Priority: prioFilter, Policy: c.Policy}
-		loopback := rule("loopback", iifname{"lo"}, accept)
-		if len(blocked) > 0 {
-			// Before the blocklist: lists such as FireHOL's hold
-			// 127.0.0.0/8, which would cut this host off from itself.
-			in.Rules = append([]Rule{loopback}, blocked...)
-		}
+		// Loopback before bans and the blocklist: lists such as FireHOL's
+		// hold 127.0.0.0/8, and a ban of one of this host's own addresses
+		// would cut it off from itself.
+		in.Rules = append([]Rule{rule("loopback", iifname{"lo"}, accept)}, blocked...)
 		in.Rules = append(in.Rules, statefulRules(c.RelatedPorts)...)
-		if len(blocked) == 0 {
-			in.Rules = append(in.Rules, loopback)
-		}
 		in.Rules = append(in.Rules,
 			// Router/neighbour solicitation and advertisement (133-136).
 			// Conntrack leaves them untracked, so only an explicit rule

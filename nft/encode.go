@@ -122,7 +122,7 @@ func addSet(b *batch, table *nftables.Table, s Set) error {
 		KeyType:    nftables.TypeIPAddr,
 		Interval:   s.Interval,
 		Dynamic:    s.Dynamic,
-		HasTimeout: s.Timeout > 0,
+		HasTimeout: s.Timeout > 0 || s.Runtime,
 		Timeout:    s.Timeout,
 		Size:       s.Size,
 	}
@@ -194,6 +194,9 @@ func elementsMessage(typ uint16, table, set string, els []element) netlink.Messa
 		if e.IntervalEnd {
 			size += unix.NLA_HDRLEN + 4 // flags
 		}
+		if e.Timeout > 0 {
+			size += unix.NLA_HDRLEN + 8
+		}
 	}
 	b := make([]byte, 0, size)
 	b = append(b, unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0)
@@ -206,6 +209,9 @@ func elementsMessage(typ uint16, table, set string, els []element) netlink.Messa
 		item := nlio.BeginNest(&b, unix.NFTA_LIST_ELEM)
 		if e.IntervalEnd {
 			b = nlio.AppendAttr(b, unix.NFTA_SET_ELEM_FLAGS, end[:])
+		}
+		if e.Timeout > 0 && typ == elementsAdd {
+			b = nlio.AppendAttr(b, unix.NFTA_SET_ELEM_TIMEOUT, binary.BigEndian.AppendUint64(nil, uint64(e.Timeout.Milliseconds())))
 		}
 		key := nlio.BeginNest(&b, unix.NFTA_SET_ELEM_KEY)
 		k := e.Key.As16()

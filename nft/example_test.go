@@ -55,7 +55,7 @@ func ExampleDNAT() {
 	// Output:
 	// dstnat: nat hook prerouting, 1 rules
 	// prerouting: filter hook prerouting, 2 rules
-	// forward: filter hook forward, 7 rules
+	// forward: filter hook forward, 9 rules
 	// srcnat: nat hook postrouting, 1 rules
 }
 

@@ -287,8 +287,8 @@ func TestApplyIsIdempotent(t *testing.T) {
 	if !res.Changed {
 		t.Fatalf("first Apply = %+v, want changed, not replaced", res)
 	}
-	// table + helper + 2 chains + rules + the stamp chain and its rule
-	wantMsgs := 1 + 1 + 2 + len(rs.Chains[0].Rules) + len(rs.Chains[1].Rules) + 2
+	// table + helper + 2 ban sets + 2 chains + rules + the stamp chain and its rule
+	wantMsgs := 1 + 1 + 2 + 2 + len(rs.Chains[0].Rules) + len(rs.Chains[1].Rules) + 2
 	if k.Writes != wantMsgs || k.Batches != 1 {
 		t.Fatalf("first Apply sent %d messages in %d batches, want %d in 1", k.Writes, k.Batches, wantMsgs)
 	}
@@ -401,7 +401,7 @@ func TestApplyFailureChangesNothing(t *testing.T) {
 	}{
 		{nil, unix.NFT_MSG_NEWTABLE, "batch message 1 of "},
 		{nil, unix.NFT_MSG_NEWOBJ, "add object " + rs.Helpers[0].Name + ": "},
-		{nil, unix.NFT_MSG_NEWSET, "add set ftp-sources4: "},
+		{nil, unix.NFT_MSG_NEWSET, "add set ftp-ban4: "},
 		{nil, unix.NFT_MSG_NEWSETELEM, "add elements to set ftp-sources4: "},
 		{nil, unix.NFT_MSG_NEWCHAIN, "add chain " + rs.Chains[0].Name + ": "},
 		{nil, unix.NFT_MSG_NEWRULE, fmt.Sprintf("add rule to chain %s (comment %q): ", rs.Chains[0].Name, commentPrefix+rs.Chains[0].Rules[0].Comment)},

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
@@ -148,6 +149,8 @@ func read(c *conn, name string, foreign bool, gen uint32, candidates ...candidat
 			Dynamic: st.Dynamic, Size: st.Size}
 		if st.HasTimeout {
 			s.Timeout = st.Timeout
+			// Timeouts on each element only: a set of bans.
+			s.Runtime = st.Timeout == 0 && st.Interval
 		}
 		switch st.KeyType.Name {
 		case nftables.TypeIPAddr.Name, nftables.TypeIP6Addr.Name:
@@ -285,7 +288,7 @@ func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 	if err != nil || !found {
 		return false, err
 	}
-	if r, err := c.stampRule(table); err != nil {
+	if r, _, err := c.stampRuleOf(table); err != nil {
 		return false, err
 	} else if r != nil {
 		udata = r
@@ -294,9 +297,9 @@ func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 	return ok && stampGen == gen && stampFP == fp, nil
 }
 
-// stampRule returns the user data of the stamp rule in table's stamp
-// chain, or nil when there is none.
-func (c *conn) stampRule(table string) ([]byte, error) {
+// stampRuleOf returns the user data and the handle of the stamp rule in
+// table's stamp chain; nil when there is none.
+func (c *conn) stampRuleOf(table string) ([]byte, uint64, error) {
 	data := []byte{unix.NFPROTO_INET, unix.NFNETLINK_V0, 0, 0}
 	data = nlio.AppendAttr(data, unix.NFTA_RULE_TABLE, cstring(table))
 	data = nlio.AppendAttr(data, unix.NFTA_RULE_CHAIN, cstring(stampChain))
@@ -308,10 +311,10 @@ func (c *conn) stampRule(table string) ([]byte, error) {
 		Data: data,
 	})
 	if errors.Is(err, unix.ENOENT) {
-		return nil, nil // no such chain
+		return nil, 0, nil // no such chain
 	}
 	if err != nil {
-		return nil, &Error{Op: "list rules", Table: table, Err: classify(err)}
+		return nil, 0, &Error{Op: "list rules", Table: table, Err: classify(err)}
 	}
 	for _, m := range ms {
 		if uint16(m.Header.Type)&0xff != unix.NFT_MSG_NEWRULE {
@@ -319,11 +322,11 @@ func (c *conn) stampRule(table string) ([]byte, error) {
 		}
 		if udata := nlio.Attr(m, unix.NFTA_RULE_USERDATA); len(udata) > 0 {
 			if _, _, ok := parseStamp(udata); ok {
-				return udata, nil
+				return udata, handleAttr(m, unix.NFTA_RULE_HANDLE), nil
 			}
 		}
 	}
-	return nil, nil
+	return nil, 0, nil
 }
 
 // setElements reads the elements of set in table with one dump.
@@ -364,6 +367,15 @@ func elementsOf(msgs []netlink.Message) ([]element, error) {
 					case unix.NFTA_SET_ELEM_FLAGS:
 						if len(data) == 4 {
 							e.IntervalEnd = binary.BigEndian.Uint32(data)&unix.NFT_SET_ELEM_INTERVAL_END != 0
+						}
+					case unix.NFTA_SET_ELEM_TIMEOUT, unix.NFTA_SET_ELEM_EXPIRATION:
+						if len(data) == 8 {
+							d := time.Duration(binary.BigEndian.Uint64(data)) * time.Millisecond
+							if typ == unix.NFTA_SET_ELEM_TIMEOUT {
+								e.Timeout = d
+							} else {
+								e.Expires = d
+							}
 						}
 					case unix.NFTA_SET_ELEM_KEY:
 						return nlio.EachAttr(data, func(typ uint16, value []byte) error {

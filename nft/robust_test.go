@@ -344,8 +344,10 @@ func TestBlocklist(t *testing.T) {
 			}
 			rules = rules[1:]
 		}
-		if len(rules) < 2 || rules[0].Comment != "blocked source ipv4" || rules[1].Comment != "blocked source ipv6" {
-			t.Errorf("chain %s does not begin with the blocklist: %q, %q", ch.Name, rules[0].Comment, rules[1].Comment)
+		// Bans first, then the blocklist.
+		if len(rules) < 4 || rules[0].Comment != "banned source ipv4" || rules[1].Comment != "banned source ipv6" ||
+			rules[2].Comment != "blocked source ipv4" || rules[3].Comment != "blocked source ipv6" {
+			t.Errorf("chain %s does not begin with the bans and the blocklist: %+v", ch.Name, rules[:min(4, len(rules))])
 		}
 	}
 	if cfg.AdmitsNew(netip.MustParseAddr("192.0.2.9"), 21) || !cfg.AdmitsNew(netip.MustParseAddr("192.0.2.200"), 21) {
@@ -395,11 +397,12 @@ func TestStatusOfStampedTableReadsNoElements(t *testing.T) {
 		}
 		return st, k.Gets[unix.NFT_MSG_GETSETELEM]
 	}
+	// The two ban sets are always read: bans are not in the stamp.
 	st, dumps := read()
-	if dumps != 0 || !st.Matches || st.Modified || len(st.Sources) != 2 {
-		t.Fatalf("stamped: %d element dumps, matches %v, modified %v, sources %v", dumps, st.Matches, st.Modified, st.Sources)
+	if dumps != 2 || !st.Matches || st.Modified || len(st.Sources) != 2 {
+		t.Fatalf("stamped: %d element dumps (want the 2 ban sets), matches %v, modified %v, sources %v", dumps, st.Matches, st.Modified, st.Sources)
 	}
-	if st, dumps := read(WithVerify()); dumps == 0 || !st.Matches {
+	if st, dumps := read(WithVerify()); dumps != 4 || !st.Matches {
 		t.Fatalf("with WithVerify: %d element dumps, matches %v", dumps, st.Matches)
 	}
 	k.Gen++ // someone else committed

@@ -28,6 +28,11 @@ type Set struct {
 	Timeout time.Duration
 	// Size bounds a dynamic set.
 	Size uint32
+	// Runtime is "flags timeout" without a default timeout, on an
+	// interval set whose elements are run-time state with timeouts of
+	// their own (bans): they are not part of the configuration, and
+	// install neither compares nor changes them.
+	Runtime bool
 	// otherKey names the key type of a set read back from the kernel that
 	// holds no addresses: not one of ftpnft's.
 	otherKey string
@@ -155,6 +160,9 @@ func mergeRanges(prefixes []netip.Prefix, v6 bool) []AddrRange {
 type element struct {
 	Key         netip.Addr
 	IntervalEnd bool
+	// Timeout is the element's own timeout (a ban's); Expires, read back,
+	// how long it has left. 0: none.
+	Timeout, Expires time.Duration
 }
 
 // elements encodes an interval set's ranges as nft does: each range is a
@@ -291,9 +299,9 @@ func (s Set) definition() string {
 	return fmt.Sprintf("%s %s %v %d", s.keyType(), s.flags(), s.Timeout, s.Size)
 }
 
-// holdsRanges reports whether s is an interval set of addresses, whose
-// elements ftpnft reads as ranges.
-func (s Set) holdsRanges() bool { return s.Interval && s.otherKey == "" }
+// holdsRanges reports whether s is an interval set of addresses from the
+// configuration, whose elements ftpnft reads as ranges.
+func (s Set) holdsRanges() bool { return s.Interval && s.otherKey == "" && !s.Runtime }
 
 func (s Set) keyType() string {
 	if s.otherKey != "" {
@@ -313,7 +321,7 @@ func (s Set) flags() string {
 	if s.Dynamic {
 		f = append(f, "dynamic")
 	}
-	if s.Timeout > 0 {
+	if s.Timeout > 0 || s.Runtime {
 		f = append(f, "timeout")
 	}
 	return strings.Join(f, ",")
@@ -323,11 +331,11 @@ func (s Set) flags() string {
 // elements; a dynamic set's elements are run-time state and left out.
 func (s Set) fingerprint() []byte {
 	size := 128
-	if s.Interval {
+	if s.holdsRanges() {
 		size += 32 * len(s.Ranges)
 	}
 	b := fmt.Appendf(make([]byte, 0, size), "set %s %s flags=%s timeout=%v size=%d", s.Name, s.keyType(), s.flags(), s.Timeout, s.Size)
-	if s.Interval {
+	if s.holdsRanges() {
 		// The addresses as bytes: a 10,000-range set is compared on every
 		// re-install, and printing them cost more than reading them.
 		b = append(b, ' ')

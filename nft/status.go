@@ -56,6 +56,9 @@ type Status struct {
 	// Blocked are the networks whose packets are dropped first, as merged
 	// ranges.
 	Blocked []AddrRange `json:"blocked"`
+	// Bans is how many bans the table holds (ftpnft ban; ReadBans lists
+	// them).
+	Bans int `json:"bans"`
 	// MaxConnPerSource is the limit of concurrent control connections per
 	// source address; 0 if none.
 	MaxConnPerSource uint32 `json:"max_conn_per_source"`
@@ -127,6 +130,15 @@ func readStatus(ctx context.Context, table string, want *Ruleset, opts []Option)
 	}
 	st.Modified = cur.modified()
 	fillStatus(st, cur)
+	for _, s := range cur.Sets {
+		if s.Runtime && strings.HasPrefix(s.Name, setBan) {
+			els, err := c.setElements(table, s.Name)
+			if err != nil {
+				return nil, &Error{Op: "list set elements", Table: table, Err: classify(err)}
+			}
+			st.Bans += len(bansOf(els))
+		}
+	}
 	if want == nil && cur.hasStamp && !st.Modified {
 		// As ftpnft left it: it holds what ftpnft built.
 		st.Matches = true

@@ -29,6 +29,12 @@ Usage:
   ftpnft render    [flags]   print what install would create, in nft syntax
   ftpnft doctor    [flags]   check everything FTP through the firewall needs: the
                              helper, the table, other firewalls, conntrack, sysctls
+  ftpnft ban [--for DURATION] ADDR|CIDR...
+                             drop these sources first in every chain (for 90s,
+                             10m, 1h, 7d; or until unbanned) and cut their open
+                             FTP sessions
+  ftpnft unban ADDR|CIDR...  lift their bans
+  ftpnft bans [--json]       list the bans and the time each has left
   ftpnft expectations [--helper ftp] [--json] [--watch]
                              list the kernel's conntrack expectations, or watch
                              them and the data connections they admit
@@ -177,6 +183,41 @@ apply, RELOADING=1 and READY=1 around a reload, STOPPING=1, and STATUS=.
 
 Flags:
 ` + netnsFlags + tableFlags + rulesetFlags + hardeningFlags + daemonFlags + "\n" + exitStatus,
+	"ban": `Usage: ftpnft ban [--netns N] [--table NAME] [--for DURATION] ADDR|CIDR...
+
+Bans sources: their packets are dropped before anything else in ftpnft's
+chains (control connections, the passive range, allowed services, forwarded
+and port-forwarded connections), and their open FTP sessions (control
+connections and the data connections they expected) are deleted from
+conntrack, so they end at once. IPv4 and IPv6; an IPv4-mapped address
+(::ffff:192.0.2.7, as vsftpd logs it when it listens on IPv6) bans the IPv4
+address. --for DURATION (90s, 10m, 1h, 7d) makes the kernel lift the ban by
+itself; without it the ban lasts until unbanned. Banning what is banned
+extends it. Bans are run-time state of the table: install and the daemon
+keep them; a table that is not installed has none (exit 1).
+
+Flags:
+` + netnsFlags + `  --table NAME        the table's name in family inet (default "ftpnft")
+  --for DURATION      lift the ban after DURATION (default: never)
+` + "\n" + exitStatus,
+	"unban": `Usage: ftpnft unban [--netns N] [--table NAME] ADDR|CIDR...
+
+Lifts the bans of these sources; what is not banned is not an error. Part of
+a larger ban is lifted and the rest stays, for the rest of its time.
+
+Flags:
+` + netnsFlags + `  --table NAME        the table's name in family inet (default "ftpnft")
+` + "\n" + exitStatus,
+	"bans": `Usage: ftpnft bans [--netns N] [--table NAME] [--json]
+
+Lists the bans: each network and the time it has left ("until unbanned",
+0 seconds in JSON, for a ban without end). --json prints
+[{"net":"192.0.2.7","seconds_left":3600}, ...].
+
+Flags:
+` + netnsFlags + `  --table NAME        the table's name in family inet (default "ftpnft")
+  --json              print a JSON array
+` + "\n" + exitStatus,
 	"uninstall": `Usage: ftpnft uninstall [flags]
 
 Removes ftpnft's table and everything in it; removing nothing succeeds.

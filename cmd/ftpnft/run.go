@@ -91,6 +91,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	case "install", "uninstall", "status", "render", "doctor", "daemon":
 	case "expectations":
 		return expectations(ctx, rest, stdout, stderr)
+	case "ban", "unban", "bans":
+		return banCommand(ctx, cmd, rest, stdout, stderr)
 	case "selftest":
 		return selfTest(ctx, rest, stdout, stderr)
 	default:
@@ -859,6 +861,9 @@ func writeStatus(w io.Writer, rep statusReport) {
 		}
 		if len(st.Blocked) > 0 {
 			fmt.Fprintf(w, "blocked:  %d ranges dropped before anything else (%s)\n", len(st.Blocked), abbreviate(st.Blocked, 4))
+		}
+		if st.Bans > 0 {
+			fmt.Fprintf(w, "bans:     %d (ftpnft bans lists them)\n", st.Bans)
 		}
 		if st.MaxConnPerSource > 0 {
 			fmt.Fprintf(w, "limit:    %d control connections per source\n", st.MaxConnPerSource)

@@ -37,6 +37,16 @@ func Example() {
 	// 		l3proto inet
 	// 	}
 	//
+	// 	set ftp-ban4 {
+	// 		type ipv4_addr
+	// 		flags interval,timeout
+	// 	}
+	//
+	// 	set ftp-ban6 {
+	// 		type ipv6_addr
+	// 		flags interval,timeout
+	// 	}
+	//
 	// 	chain prerouting {
 	// 		type filter hook prerouting priority filter; policy accept;
 	// 		tcp dport 21 ct state new ct helper set "ftp-helper" counter comment "ftpnft: assign ftp helper port 21"
@@ -44,12 +54,14 @@ func Example() {
 	//
 	// 	chain input {
 	// 		type filter hook input priority filter; policy drop;
+	// 		iifname "lo" accept comment "ftpnft: loopback"
+	// 		ip saddr @ftp-ban4 counter drop comment "ftpnft: banned source ipv4"
+	// 		ip6 saddr @ftp-ban6 counter drop comment "ftpnft: banned source ipv6"
 	// 		ct state invalid counter drop comment "ftpnft: drop invalid"
 	// 		ct state established counter accept comment "ftpnft: established"
 	// 		ct state related ct helper "ftp" tcp dport 1024-65535 counter accept comment "ftpnft: related ftp data"
 	// 		meta l4proto icmp ct state related counter accept comment "ftpnft: related icmp errors"
 	// 		meta l4proto ipv6-icmp ct state related counter accept comment "ftpnft: related icmpv6 errors"
-	// 		iifname "lo" accept comment "ftpnft: loopback"
 	// 		icmpv6 type 133-136 accept comment "ftpnft: ipv6 neighbour discovery"
 	// 		tcp dport 21 ct state new counter accept comment "ftpnft: ftp control port 21"
 	// 		tcp dport 22 counter accept comment "ftpnft: allow tcp/22"

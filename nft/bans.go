@@ -1,0 +1,298 @@
+package nft
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+
+	"github.com/ftpnft/ftpnft/internal/input"
+)
+
+// Bans are run-time state of ftpnft's table: the networks in its sets
+// ftp-ban4 and ftp-ban6 (interval sets whose elements carry timeouts of
+// their own) are dropped before anything else in every policy chain.
+// Install keeps them whatever it changes; the kernel forgets a ban when
+// its time is up.
+
+// ErrNotInstalled reports that ftpnft's table, which bans live in, is not
+// installed.
+var ErrNotInstalled = errors.New("ftpnft's table is not installed (run ftpnft install first)")
+
+// A Ban is a network whose packets ftpnft's chains drop before anything
+// else.
+type Ban struct {
+	Net AddrRange
+	// Left is how long the ban still lasts; 0 for one without end.
+	Left time.Duration
+}
+
+// MarshalJSON writes {"net": "192.0.2.0/24", "seconds_left": 3600}, 0 for
+// a ban without end.
+func (b Ban) MarshalJSON() ([]byte, error) {
+	return json.Marshal(struct {
+		Net         AddrRange `json:"net"`
+		SecondsLeft int64     `json:"seconds_left"`
+	}{b.Net, int64((b.Left + time.Second - 1) / time.Second)})
+}
+
+// BanNet returns the network a ban of p applies to: p itself, or for an
+// IPv4-mapped IPv6 prefix (::ffff:192.0.2.7, what a server listening on
+// IPv6 logs for an IPv4 client) the IPv4 one.
+func BanNet(p netip.Prefix) (netip.Prefix, error) {
+	if !p.Addr().Is4In6() {
+		return p.Masked(), nil
+	}
+	if p.Bits() < 96 {
+		return netip.Prefix{}, fmt.Errorf("ban %s: an IPv4-mapped prefix needs at least 96 bits", input.Quote(p.String()))
+	}
+	return netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96).Masked(), nil
+}
+
+// ReadBans returns the bans of ftpnft's table, IPv4 then IPv6, each in
+// address order.
+func ReadBans(ctx context.Context, table string, opts ...Option) ([]Ban, error) {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	var bans []Ban
+	err = c.bansTransaction("bans", table, func(b *banBatch) bool {
+		bans = append(slices.Clone(b.got[false]), b.got[true]...)
+		return false
+	})
+	return bans, err
+}
+
+// AddBans bans nets for d (0: until unbanned), in one batch: their packets
+// are dropped before anything else in ftpnft's chains. Banning a network
+// that overlaps bans there are makes one ban of them all that lasts as
+// long as the longest: banning what is banned extends it. The error wraps
+// ErrNotInstalled when there is no table to ban in.
+func AddBans(ctx context.Context, table string, nets []netip.Prefix, d time.Duration, opts ...Option) error {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return c.bansTransaction("ban", table, func(b *banBatch) bool {
+		for _, p := range nets {
+			b.ban(p, d)
+		}
+		return true
+	})
+}
+
+// RemoveBans lifts the bans of nets and reports how many bans it changed;
+// a network that is not banned is not an error. A ban of a larger network
+// keeps the rest of it, for the rest of its time.
+func RemoveBans(ctx context.Context, table string, nets []netip.Prefix, opts ...Option) (int, error) {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	n := 0
+	err = c.bansTransaction("unban", table, func(b *banBatch) bool {
+		n = 0
+		for _, p := range nets {
+			n += b.unban(p)
+		}
+		return n > 0
+	})
+	return n, err
+}
+
+// banBatch is one round of a ban transaction: the bans read, and the
+// elements to delete and add, by family (true: IPv6).
+type banBatch struct {
+	got      map[bool][]Ban
+	del, add map[bool][]element
+}
+
+// ban replaces the bans that overlap p by one of their union with p, for
+// the longest of their times (0, without end, is the longest).
+func (b *banBatch) ban(p netip.Prefix, d time.Duration) {
+	v6 := p.Addr().Is6()
+	r := AddrRange{p.Masked().Addr(), lastAddr(p)}
+	keep := b.got[v6][:0]
+	for _, x := range b.got[v6] {
+		if x.Net.To.Less(r.From) || r.To.Less(x.Net.From) {
+			keep = append(keep, x)
+			continue
+		}
+		b.del[v6] = append(b.del[v6], banElements(x.Net, 0)...)
+		r = AddrRange{minAddr(r.From, x.Net.From), maxAddr(r.To, x.Net.To)}
+		if d != 0 && (x.Left == 0 || x.Left > d) {
+			d = x.Left
+		}
+	}
+	b.got[v6] = append(keep, Ban{Net: r, Left: d})
+	b.add[v6] = append(b.add[v6], banElements(r, d)...)
+}
+
+// unban takes p out of the bans that overlap it and reports how many did.
+func (b *banBatch) unban(p netip.Prefix) int {
+	v6 := p.Addr().Is6()
+	r := AddrRange{p.Masked().Addr(), lastAddr(p)}
+	n := 0
+	var keep []Ban
+	for _, x := range b.got[v6] {
+		if x.Net.To.Less(r.From) || r.To.Less(x.Net.From) {
+			keep = append(keep, x)
+			continue
+		}
+		n++
+		b.del[v6] = append(b.del[v6], banElements(x.Net, 0)...)
+		// What is left of x on either side of p stays banned.
+		for _, rest := range []AddrRange{{x.Net.From, r.From.Prev()}, {r.To.Next(), x.Net.To}} {
+			if rest.From.IsValid() && rest.To.IsValid() && !rest.To.Less(rest.From) &&
+				!rest.From.Less(x.Net.From) && !x.Net.To.Less(rest.To) {
+				keep = append(keep, Ban{Net: rest, Left: x.Left})
+				b.add[v6] = append(b.add[v6], banElements(rest, x.Left)...)
+			}
+		}
+	}
+	b.got[v6] = keep
+	return n
+}
+
+// banElements are a ban's start and end elements, its timeout on the
+// start (the kernel refuses one on an interval end; when the start
+// expires, the end goes with it).
+func banElements(r AddrRange, d time.Duration) []element {
+	els := rangeElements([]AddrRange{r})
+	els[0].Timeout = d
+	return els
+}
+
+func minAddr(a, b netip.Addr) netip.Addr {
+	if a.Less(b) {
+		return a
+	}
+	return b
+}
+
+func maxAddr(a, b netip.Addr) netip.Addr {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
+
+// bansOf decodes the elements of a ban set: each range with the time its
+// start element has left.
+func bansOf(els []element) []Ban {
+	els = slices.Clone(els)
+	slices.SortFunc(els, func(a, b element) int {
+		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(b.IntervalEnd), boolInt(a.IntervalEnd)))
+	})
+	var out []Ban
+	for i, e := range els {
+		if e.IntervalEnd {
+			continue
+		}
+		to := lastAddr(netip.PrefixFrom(e.Key, 0))
+		if i+1 < len(els) && els[i+1].IntervalEnd {
+			to = els[i+1].Key.Prev()
+		}
+		out = append(out, Ban{Net: AddrRange{e.Key, to}, Left: e.Expires})
+	}
+	return out
+}
+
+// bansTransaction reads the bans of table and lets change plan elements to
+// delete and add, then sends them in one batch at the generation it read
+// (reading again when another writer got in between). It reads nothing
+// else of the table: a ban costs the same beside a million-network
+// blocklist. When the table's stamp held, the batch writes it again at
+// the new generation: bans are not part of the ruleset it digests.
+func (c *conn) bansTransaction(op, table string, change func(b *banBatch) (send bool)) error {
+	for attempt := 1; ; attempt++ {
+		if err := c.ctx.Err(); err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+		err := c.bansAttempt(op, table, change)
+		if !errors.Is(err, errChanged) {
+			return err
+		}
+		if attempt == maxAttempts {
+			return &Error{Op: op, Table: table, Err: ErrConcurrent}
+		}
+	}
+}
+
+func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) error {
+	gen, err := c.generation()
+	if err != nil {
+		return err
+	}
+	udata, found, err := c.table(table)
+	if err != nil {
+		return err
+	}
+	if !found {
+		return &Error{Op: op, Table: table, Err: ErrNotInstalled}
+	}
+	rule, handle, err := c.stampRuleOf(table)
+	if err != nil {
+		return err
+	}
+	if rule != nil {
+		udata = rule
+	}
+	stampGen, fp, owned := parseStamp(udata)
+	if !owned {
+		return &Error{Op: op, Table: table, Err: ErrNotOwned}
+	}
+	b := &banBatch{got: map[bool][]Ban{}, del: map[bool][]element{}, add: map[bool][]element{}}
+	for _, v6 := range families {
+		els, err := c.setElements(table, setName(setBan, v6))
+		if err != nil {
+			return &Error{Op: op, Table: table, Err: fmt.Errorf("read the bans (set %s; an older ftpnft's table: run install): %w", setName(setBan, v6), classify(err))}
+		}
+		b.got[v6] = bansOf(els)
+	}
+	if !change(b) {
+		if now, err := c.generation(); err != nil {
+			return err
+		} else if now != gen {
+			return errChanged
+		}
+		return nil
+	}
+	nb, err := newBatch()
+	if err != nil {
+		return &Error{Op: op, Table: table, Err: err}
+	}
+	nb.gen = gen
+	for _, v6 := range families {
+		set := setName(setBan, v6)
+		if err := addElements(nb, elementsDelete, table, set, b.del[v6]); err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+		if err := addElements(nb, elementsAdd, table, set, b.add[v6]); err != nil {
+			return &Error{Op: op, Table: table, Err: err}
+		}
+	}
+	if rule != nil && stampGen == gen {
+		st := stampRuleData(stamp(fp, nextGeneration(gen)))
+		tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
+		nb.ReplaceRule(&nftables.Rule{Table: tbl, Chain: &nftables.Chain{Name: stampChain, Table: tbl},
+			Handle: handle, Exprs: []expr.Any{}, UserData: st})
+		nb.applied = func(c *conn) (bool, error) {
+			udata, _, err := c.stampRuleOf(table)
+			return bytes.Equal(udata, st), err
+		}
+	}
+	return c.commit(op, table, nb)
+}

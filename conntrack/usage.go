@@ -81,3 +81,18 @@ func (u Usage) String() string {
 	return fmt.Sprintf("%d of %d connections tracked, %d expectations, %d control connections (%d quiet)",
 		u.Entries, u.MaxEntries, u.Expectations, len(u.Controls), len(u.Quiet))
 }
+
+// Entries returns how many connections conntrack tracks in the namespace
+// and how many it may (nf_conntrack_max), from the kernel's counters,
+// without listing them.
+func Entries(ctx context.Context, opts ...Option) (entries, limit uint32, err error) {
+	k, err := open(collect(opts))
+	if err != nil {
+		return 0, 0, err
+	}
+	defer k.close()
+	if entries, limit, err = k.stats(); err != nil {
+		return 0, 0, &Error{Op: "read conntrack statistics", Err: unsupported(err)}
+	}
+	return entries, limit, nil
+}

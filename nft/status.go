@@ -204,17 +204,8 @@ func fillStatus(st *Status, cur *installed) {
 			case !sh.rate.IsZero():
 				st.ConnRate = sh.rate
 			}
-			for _, e := range r.Exprs {
-				if cnt, ok := e.(*expr.Counter); ok {
-					st.Counters = append(st.Counters, Counter{
-						Chain:   ch.Name,
-						Rule:    ch.Rules[i].Comment,
-						Packets: cnt.Packets,
-						Bytes:   cnt.Bytes,
-					})
-				}
-			}
 		}
+		st.Counters = append(st.Counters, countersOf(ch.Name, ch.rules)...)
 	}
 	for _, r := range Roles() {
 		if roles[r] {

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ftpnft/ftpnft/conntrack"
 	"github.com/ftpnft/ftpnft/nft"
 )
 
@@ -45,6 +46,28 @@ func daemon(ctx context.Context, args []string, o *cliOptions, stderr io.Writer)
 	defer signal.Stop(hup)
 
 	d := &daemonState{log: log, notify: newNotifier(), o: o, wake: make(chan struct{}, 1), pid: uint32(os.Getpid())}
+	if o.metrics != "" {
+		d.scrape = newScraper(ctx, o, func(what string, err error) { log.Warn("metrics: cannot read "+what, "err", err) })
+		d.metrics = newMetrics(d.scrape)
+		healthy := func(ctx context.Context) (bool, error) {
+			d.scrape.mu.Lock()
+			o := d.scrape.o
+			d.scrape.mu.Unlock()
+			return nft.Holds(ctx, o.ruleset, o.nftOptions()...)
+		}
+		if err := serveMetrics(ctx, o.metrics, d.metrics, healthy, log); err != nil {
+			log.Error("cannot serve metrics", "listen", o.metrics, "err", err)
+			return exitFailure
+		}
+		// Expectation events are counted as they come: nothing polls.
+		go func() {
+			err := conntrack.Watch(ctx, d.metrics.event, o.conntrackOptions()...)
+			if err != nil && ctx.Err() == nil {
+				log.Error("metrics: cannot follow expectation events", "err", err)
+			}
+		}()
+		log.Info("serving metrics", "listen", o.metrics)
+	}
 	watchDone := make(chan error, 1)
 	go func() { watchDone <- nft.WatchCommits(ctx, o.cfg.Table, d.commit, o.nftOptions()...) }()
 	log.Info("starting", "table", "inet "+o.cfg.Table, "netns", o.netnsArg, "ports", join(o.cfg.Ports), "roles", join(o.cfg.Roles))
@@ -87,10 +110,12 @@ func daemon(ctx context.Context, args []string, o *cliOptions, stderr io.Writer)
 
 // daemonState is what the daemon's loop keeps between events.
 type daemonState struct {
-	log    *slog.Logger
-	notify *notifier
-	o      *cliOptions // the configuration in force
-	pid    uint32      // this process: its own batches are not news
+	log     *slog.Logger
+	notify  *notifier
+	metrics *metrics // nil without --metrics-listen
+	scrape  *scraper
+	o       *cliOptions // the configuration in force
+	pid     uint32      // this process: its own batches are not news
 
 	mu      sync.Mutex // guards pending, written by the watch's goroutine
 	pending []nft.Commit
@@ -107,7 +132,7 @@ type daemonState struct {
 // lost announcements or the watch's start call for an apply; the daemon's
 // own batches and those of other tables do not.
 func (d *daemonState) commit(c nft.Commit) {
-	if !c.Start && !c.Lost && (!c.Touched || c.PID == d.pid) {
+	if !c.Start && !c.Lost && (!c.Touched || d.own(c.PID)) {
 		return
 	}
 	d.mu.Lock()
@@ -119,8 +144,18 @@ func (d *daemonState) commit(c nft.Commit) {
 	}
 }
 
+// own reports whether pid, which the kernel reports as the committing
+// task's (a thread of a process), is a thread of this process.
+func (d *daemonState) own(pid uint32) bool {
+	if pid == d.pid {
+		return true
+	}
+	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid))
+	return err == nil
+}
+
 // apply applies the configuration and logs why: the announcements taken
-// since the last apply say it (start, drift, lost announcements), or else
+// since the last apply say it (start, drift, lost: announcements were lost), or else
 // reason does. It reports false when the daemon cannot go on (its first
 // apply failed).
 func (d *daemonState) apply(ctx context.Context, reason string) bool {
@@ -134,7 +169,7 @@ func (d *daemonState) apply(ctx context.Context, reason string) bool {
 		case c.Start:
 			reason = "start"
 		case c.Lost && reason != "start":
-			reason = "lost announcements"
+			reason = "lost"
 		case c.Touched && reason != "start":
 			reason, writer = "drift", c
 		}
@@ -142,6 +177,9 @@ func (d *daemonState) apply(ctx context.Context, reason string) bool {
 	start := time.Now()
 	res, err := nft.Apply(ctx, d.o.ruleset, d.o.nftOptions()...)
 	took := time.Since(start)
+	if d.metrics != nil {
+		d.metrics.applied(reason, took, err)
+	}
 	attrs := []any{"table", "inet " + d.o.cfg.Table, "reason", reason, "took", took.Round(time.Microsecond).String()}
 	if writer.PID != 0 {
 		attrs = append(attrs, "writer_pid", writer.PID, "writer", writer.Process)
@@ -218,12 +256,18 @@ func (d *daemonState) reload(ctx context.Context, args []string) {
 	if err == nil && (o.netns != d.o.netns || o.cfg.Table != d.o.cfg.Table) {
 		err = errors.New("the namespace and the table cannot change while the daemon runs: restart it")
 	}
+	if d.metrics != nil {
+		d.metrics.reloadOK.Set(map[bool]float64{true: 1, false: 0}[err == nil])
+	}
 	if err != nil {
 		d.log.Error("reload failed; the configuration in force stays", "err", err)
 		d.notify.send("STATUS=reload failed: " + err.Error())
 		return
 	}
 	d.o = o
+	if d.scrape != nil {
+		d.scrape.setOptions(o)
+	}
 	d.log.Info("configuration read again", "ports", join(o.cfg.Ports), "roles", join(o.cfg.Roles))
 	d.delay, d.notBefore = 0, time.Time{}
 	d.apply(ctx, "reload")

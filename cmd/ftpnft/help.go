@@ -134,6 +134,11 @@ const installFlags = `  --dry-run           print what install would send, in nf
 const daemonFlags = `  --log-format text|json
                       log lines on stderr as text (default) or one JSON
                       object each
+  --metrics-listen ADDR:PORT
+                      serve Prometheus metrics at /metrics and the table's
+                      health at /healthz (200 when it holds the configuration,
+                      503 when not), in the daemon's own namespace; nothing
+                      listens without it
 `
 
 const statusFlags = `  --json              print one JSON object
@@ -299,16 +304,25 @@ func help(cmd string) string {
 // main.version=1.2.3"); otherwise the module's version is used.
 var version = ""
 
+// buildVersion is ftpnft's version: the one set at build time, else the
+// module's, else "(devel)".
+func buildVersion() string {
+	if version != "" {
+		return version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
 // versionLine says which ftpnft this is: its version, the commit it was
 // built from (when Go recorded one), and the Go version.
 func versionLine() string {
-	v := version
+	v := buildVersion()
 	var commit string
 	modified := false
 	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "" {
-			v = bi.Main.Version
-		}
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
@@ -317,9 +331,6 @@ func versionLine() string {
 				modified = s.Value == "true"
 			}
 		}
-	}
-	if v == "" {
-		v = "(devel)"
 	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "ftpnft %s", v)

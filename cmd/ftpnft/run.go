@@ -142,6 +142,7 @@ type cliOptions struct {
 	force     bool
 	stateDir  string // --state-dir
 	logFormat string // daemon --log-format
+	metrics   string // daemon --metrics-listen
 	json      bool
 }
 
@@ -220,6 +221,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 	}
 	if cmd == "daemon" {
 		fs.StringVar(&o.logFormat, "log-format", "text", "")
+		fs.StringVar(&o.metrics, "metrics-listen", "", "")
 	}
 	if cmd == "doctor" {
 		fs.BoolVar(&o.trace, "trace", false, "")

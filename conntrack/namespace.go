@@ -170,7 +170,9 @@ func (n *namespace) flows() ([]flow, error) {
 	out := make([]flow, len(fs))
 	for i, f := range fs {
 		out[i] = flow{orig: tupleOf(f.TupleOrig), proto: f.TupleOrig.Proto.Protocol, zone: f.Zone,
-			helper: f.Helper.Name, related: f.Status.Expected(), master: tupleOf(f.TupleMaster)}
+			helper: f.Helper.Name, related: f.Status.Expected(), master: tupleOf(f.TupleMaster),
+			packetsOrig: f.CountersOrig.Packets, bytesOrig: f.CountersOrig.Bytes,
+			packetsReply: f.CountersReply.Packets, bytesReply: f.CountersReply.Bytes}
 	}
 	return out, nil
 }

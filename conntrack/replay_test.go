@@ -423,3 +423,36 @@ func TestCut(t *testing.T) {
 		t.Fatalf("deleted %v, want %v", r.deleted, want)
 	}
 }
+
+// Sessions groups each control connection with the data connections it
+// expected, passive and active, with their counters both ways; a data
+// connection of another session or none is not shown under it.
+func TestSessions(t *testing.T) {
+	cli, srv := netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.1")
+	control := Tuple{Src: cli, Dst: srv, SPort: 40000, DPort: 21}
+	passive := Tuple{Src: cli, Dst: srv, SPort: 40001, DPort: 50000}
+	active := Tuple{Src: srv, Dst: cli, SPort: 20, DPort: 40002}
+	other := Tuple{Src: netip.MustParseAddr("198.51.100.9"), Dst: srv, SPort: 1, DPort: 21}
+	r := &replay{dumps: [][]netlink.Message{nil}, allFlows: []flow{
+		{orig: passive, proto: 6, related: true, master: control, packetsOrig: 10, bytesOrig: 600, packetsReply: 20, bytesReply: 30000},
+		{orig: control, proto: 6, helper: "ftp"},
+		{orig: active, proto: 6, related: true, master: control, packetsOrig: 5, bytesOrig: 7000},
+		{orig: other, proto: 6, helper: "ftp"},
+		{orig: Tuple{Src: cli, Dst: srv, SPort: 40003, DPort: 22}, proto: 6},
+	}}
+	ss, err := Sessions(context.Background(), withKernel(r))
+	if err != nil || len(ss) != 2 {
+		t.Fatalf("Sessions = %+v, %v; want 2", ss, err)
+	}
+	s := ss[0]
+	if s.Control != control || len(s.Data) != 2 || len(ss[1].Data) != 0 {
+		t.Fatalf("session %+v", s)
+	}
+	// In tuple order: the server's active connection first.
+	if d := s.Data[1]; d.Flow != passive || d.Mode != "passive" || d.Packets != 30 || d.Bytes != 30600 || d.BytesReply != 30000 {
+		t.Errorf("passive data connection %+v", d)
+	}
+	if d := s.Data[0]; d.Flow != active || d.Mode != "active" || d.Bytes != 7000 {
+		t.Errorf("active data connection %+v", d)
+	}
+}

@@ -74,6 +74,9 @@ type flow struct {
 	helper  string
 	related bool  // an expected connection (IPS_EXPECTED)
 	master  Tuple // of a related connection
+	// Packets and bytes each way, when conntrack counts them
+	// (nf_conntrack_acct=1).
+	packetsOrig, bytesOrig, packetsReply, bytesReply uint64
 }
 
 // String formats the usage as one line for people.

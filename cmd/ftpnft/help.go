@@ -35,6 +35,10 @@ Usage:
                              FTP sessions
   ftpnft unban ADDR|CIDR...  lift their bans
   ftpnft bans [--json]       list the bans and the time each has left
+  ftpnft sessions [--json] [--watch]
+                             the FTP sessions the helper follows: control
+                             connection, data connections with their traffic,
+                             pending expectations
   ftpnft expectations [--helper ftp] [--json] [--watch]
                              list the kernel's conntrack expectations, or watch
                              them and the data connections they admit
@@ -222,6 +226,21 @@ Lists the bans: each network and the time it has left ("until unbanned",
 Flags:
 ` + netnsFlags + `  --table NAME        the table's name in family inet (default "ftpnft")
   --json              print a JSON array
+` + "\n" + exitStatus,
+	"sessions": `Usage: ftpnft sessions [--netns N] [--json] [--watch]
+
+Lists the FTP sessions the ftp helper follows: each control connection
+(client to server), its data connections (passive: opened by the client;
+active: by the server) with the packets and bytes they carried both ways,
+and the expectations it has pending. Packets and bytes need conntrack's
+accounting (net.netfilter.nf_conntrack_acct=1); without it sessions says how
+to turn it on. --watch lists them again every second until Ctrl-C. --json
+prints [{"control":{...},"helper":"ftp","data":[{"flow":{...},"mode":
+"passive","packets":N,"bytes":N,...}],"expectations":[...]}].
+
+Flags:
+` + netnsFlags + `  --json              print a JSON array (with --watch, one a second)
+  --watch             refresh every second until interrupted
 ` + "\n" + exitStatus,
 	"uninstall": `Usage: ftpnft uninstall [flags]
 

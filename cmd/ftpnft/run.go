@@ -93,6 +93,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		return expectations(ctx, rest, stdout, stderr)
 	case "ban", "unban", "bans":
 		return banCommand(ctx, cmd, rest, stdout, stderr)
+	case "sessions":
+		return sessions(ctx, rest, stdout, stderr)
 	case "selftest":
 		return selfTest(ctx, rest, stdout, stderr)
 	default:

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -126,13 +125,8 @@ func parseBanDuration(s string) (time.Duration, error) {
 // banCommand runs ban, unban or bans.
 func banCommand(ctx context.Context, cmd string, args []string, stdout, stderr io.Writer) int {
 	o, err := parseBanFlags(cmd, args)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help(cmd))
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
-		return exitUsage
+	if code, done := parsed(cmd, err, stdout, stderr); done {
+		return code
 	}
 	switch cmd {
 	case "ban":

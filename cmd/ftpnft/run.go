@@ -103,13 +103,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 
 	o, err := parseFlags(cmd, rest, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help(cmd))
-		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
-		return exitUsage
+	if code, done := parsed(cmd, err, stdout, stderr); done {
+		return code
 	}
 
 	switch cmd {
@@ -357,6 +352,21 @@ func appendPrefixes(to, list []netip.Prefix) []netip.Prefix {
 		return list
 	}
 	return append(to, list...)
+}
+
+// parsed ends a command whose command line did not parse: help asked for
+// (printed; exit 0) or a usage error (exit 2). done is false when err is
+// nil.
+func parsed(cmd string, err error, stdout, stderr io.Writer) (code int, done bool) {
+	switch {
+	case err == nil:
+		return 0, false
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(stdout, help(cmd))
+		return exitOK, true
+	}
+	fmt.Fprintf(stderr, "ftpnft %s: %v\n", cmd, err)
+	return exitUsage, true
 }
 
 // flagError says an error of the flag package in ftpnft's words: flags

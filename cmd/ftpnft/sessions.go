@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,10 +25,6 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	asJSON := fs.Bool("json", false, "")
 	watch := fs.Bool("watch", false, "")
 	err := flagError(fs, fs.Parse(args))
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help("sessions"))
-		return exitOK
-	}
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %s", input.Quote(fs.Arg(0)))
 	}
@@ -40,9 +35,8 @@ func sessions(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			opts = append(opts, conntrack.WithNetNS(path))
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ftpnft sessions: %v\n", err)
-		return exitUsage
+	if code, done := parsed("sessions", err, stdout, stderr); done {
+		return code
 	}
 	if sys, err := helper.ReadSysctls(path); err == nil && sys.Acct != "1" && !*asJSON {
 		where := ""

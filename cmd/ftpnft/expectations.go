@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,10 +19,6 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	watch := fs.Bool("watch", false, "")
 	asJSON := fs.Bool("json", false, "")
 	err := flagError(fs, fs.Parse(args))
-	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprint(stdout, help("expectations"))
-		return exitOK
-	}
 	if err == nil && fs.NArg() > 0 {
 		err = fmt.Errorf("unexpected argument %s", input.Quote(fs.Arg(0)))
 	}
@@ -37,9 +32,8 @@ func expectations(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			opts = append(opts, conntrack.WithNetNS(p))
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(stderr, "ftpnft expectations: %v\n", err)
-		return exitUsage
+	if code, done := parsed("expectations", err, stdout, stderr); done {
+		return code
 	}
 
 	if *watch {

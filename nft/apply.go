@@ -115,6 +115,7 @@ func Remove(ctx context.Context, table string, opts ...Option) (removed bool, er
 		return false, err
 	}
 	defer release()
+	c.ownershipOnly = true
 	err = c.transact("uninstall", table, nil, func(cur *installed, b *batch) (bool, error) {
 		removed = cur != nil
 		if cur != nil {

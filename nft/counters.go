@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"fmt"
 	"strings"
 
 	"github.com/google/nftables"
@@ -11,15 +12,26 @@ import (
 // ReadCounters returns the counters of the rules of ftpnft's table, in
 // chain order, reading nothing but its chains and rules: what a metrics
 // scrape needs, as cheap with a million-network set as without. A table
-// that does not exist has none.
+// that does not exist has none; one that ftpnft did not create (no stamp)
+// is an error wrapping ErrNotOwned. A rule without a comment is named by
+// its handle.
 func ReadCounters(ctx context.Context, table string, opts ...Option) ([]Counter, error) {
 	c, release, err := connect(ctx, opts)
 	if err != nil {
 		return nil, err
 	}
 	defer release()
-	if _, found, err := c.table(table); err != nil || !found {
+	udata, found, err := c.table(table)
+	if err != nil || !found {
 		return nil, err
+	}
+	if rule, _, err := c.stampRuleOf(table); err != nil {
+		return nil, err
+	} else if rule != nil {
+		udata = rule
+	}
+	if _, _, owned := parseStamp(udata); !owned {
+		return nil, &Error{Op: "read counters", Table: table, Err: ErrNotOwned}
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
 	chains, err := c.ListChainsOfTableFamily(nftables.TableFamilyINet)
@@ -47,8 +59,11 @@ func countersOf(chain string, rules []*nftables.Rule) []Counter {
 	for _, r := range rules {
 		for _, e := range r.Exprs {
 			if cnt, ok := e.(*expr.Counter); ok {
-				out = append(out, Counter{Chain: chain, Rule: strings.TrimPrefix(commentOf(r.UserData), commentPrefix),
-					Packets: cnt.Packets, Bytes: cnt.Bytes})
+				name := strings.TrimPrefix(commentOf(r.UserData), commentPrefix)
+				if name == "" {
+					name = fmt.Sprintf("handle %d", r.Handle)
+				}
+				out = append(out, Counter{Chain: chain, Rule: name, Packets: cnt.Packets, Bytes: cnt.Bytes})
 			}
 		}
 	}

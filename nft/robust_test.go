@@ -417,3 +417,21 @@ func TestStatusOfStampedTableReadsNoElements(t *testing.T) {
 		t.Fatalf("another configuration: matches %v, sources %v, %v", st.Matches, st.Sources, err)
 	}
 }
+
+// Uninstall reads no set element: it needs only to know that the table is
+// ftpnft's (a million-network set took the kernel a minute to list).
+func TestRemoveReadsNoElements(t *testing.T) {
+	k := &fakekernel.Kernel{}
+	cfg := DefaultConfig()
+	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	if _, err := Apply(context.Background(), mustBuild(t, cfg), WithKernel(k)); err != nil {
+		t.Fatal(err)
+	}
+	k.Gets = nil
+	if removed, err := Remove(context.Background(), DefaultTable, WithKernel(k)); err != nil || !removed {
+		t.Fatalf("Remove = %v, %v", removed, err)
+	}
+	if n := k.Gets[unix.NFT_MSG_GETSETELEM]; n != 0 {
+		t.Fatalf("Remove made %d element dumps", n)
+	}
+}

@@ -27,6 +27,9 @@ type conn struct {
 	verify  bool          // WithVerify
 	// stateDir is WithStateDir's directory; "" for none.
 	stateDir string
+	// ownershipOnly makes read stop once it knows whether the table is
+	// ftpnft's.
+	ownershipOnly bool
 }
 
 // connect returns a netlink connection to nf_tables and a function that

@@ -21,7 +21,7 @@ import (
 var configKeys = []string{
 	"netns", "table", "role", "ports", "policy", "allow", "dnat", "masquerade",
 	"related-ports", "passive-ports", "source", "source-file", "block", "block-file", "max-conn-per-source", "conn-rate",
-	"state-dir",
+	"state-dir", "log-format", "metrics-listen",
 }
 
 // listKeys take a YAML sequence (or one value) and repeat the flag; the

@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -329,7 +330,7 @@ func parseFlags(cmd string, args []string, stderr io.Writer) (*cliOptions, error
 		}
 	}
 	for _, name := range configKeys {
-		o.compare = o.compare || name != "netns" && name != "table" && name != "state-dir" && given(fs, name)
+		o.compare = o.compare || given(fs, name) && !slices.Contains([]string{"netns", "table", "state-dir", "log-format", "metrics-listen"}, name)
 	}
 	o.compare = o.compare || *config != ""
 	// render never reaches the kernel or the namespace, but an empty

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -88,7 +89,8 @@ func showSessions(ctx context.Context, opts []conntrack.Option, asJSON bool, std
 		fmt.Fprintf(stdout, "%s\n", b)
 		return exitOK
 	}
-	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	var table strings.Builder
+	w := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "CONTROL\tDATA\tMODE\tPACKETS\tBYTES")
 	for _, s := range ss {
 		fmt.Fprintf(w, "%s\t\t\t\t\n", s.Control)
@@ -100,5 +102,8 @@ func showSessions(ctx context.Context, opts []conntrack.Option, asJSON bool, std
 		}
 	}
 	w.Flush()
+	for line := range strings.Lines(table.String()) {
+		fmt.Fprintln(stdout, strings.TrimRight(line, " \n"))
+	}
 	return exitOK
 }

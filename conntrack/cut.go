@@ -12,7 +12,9 @@ import (
 // nets) and the data connections those expected (whose master's original
 // source is in nets, passive or active). The next packet of a session that
 // was cut is then no longer ESTABLISHED. It returns how many connections
-// it deleted; one that ended meanwhile is not an error.
+// it deleted; one that ended meanwhile is not an error, and one that
+// cannot be deleted does not keep the others from it (the first such
+// error is returned).
 func Cut(ctx context.Context, nets []netip.Prefix, opts ...Option) (int, error) {
 	o := collect(opts)
 	k, err := open(o)
@@ -34,6 +36,7 @@ func Cut(ctx context.Context, nets []netip.Prefix, opts ...Option) (int, error) 
 		return false
 	}
 	n := 0
+	var first error
 	for _, f := range flows {
 		if err := ctx.Err(); err != nil {
 			return n, &Error{Op: "delete connections", Err: err}
@@ -43,10 +46,13 @@ func Cut(ctx context.Context, nets []netip.Prefix, opts ...Option) (int, error) 
 		if !control && !data {
 			continue
 		}
-		if err := k.deleteFlow(f); err != nil && !errors.Is(err, syscall.ENOENT) {
-			return n, &Error{Op: "delete connection " + f.orig.String(), Err: unsupported(err)}
+		switch err := k.deleteFlow(f); {
+		case err == nil:
+			n++
+		case errors.Is(err, syscall.ENOENT): // it ended meanwhile
+		case first == nil:
+			first = &Error{Op: "delete connection " + f.orig.String(), Err: err}
 		}
-		n++
 	}
-	return n, nil
+	return n, first
 }

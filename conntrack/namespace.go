@@ -182,10 +182,12 @@ func (n *namespace) deleteFlow(f flow) error {
 	if err != nil {
 		return err
 	}
+	// github.com/ti-mo/conntrack encodes a delete as IPv6 only when the
+	// reply tuple's addresses are IPv6 too: they are not sent.
 	return c.Delete(ct.Flow{Zone: f.zone, TupleOrig: ct.Tuple{
 		IP:    ct.IPTuple{SourceAddress: f.orig.Src, DestinationAddress: f.orig.Dst},
 		Proto: ct.ProtoTuple{Protocol: f.proto, SourcePort: f.orig.SPort, DestinationPort: f.orig.DPort},
-	}})
+	}, TupleReply: ct.Tuple{IP: ct.IPTuple{SourceAddress: f.orig.Dst, DestinationAddress: f.orig.Src}}})
 }
 
 // helperOf asks through github.com/ti-mo/conntrack.

@@ -514,3 +514,336 @@ func BenchmarkTransfer(b *testing.B) {
 	}
 	b.ReportMetric(float64(turn), "turns")
 }
+
+// BenchmarkDaemonRepair: how soon `ftpnft daemon` puts its table back after
+// `nft flush ruleset` in its namespace. Each iteration runs nft (started
+// inside the namespace, runIn) and waits for the daemon's repair. The time
+// is from the flush's commit to the daemon's commit, both as the kernel
+// announces them to a listener of the benchmark's own (nft.WatchCommits):
+// no polling, and neither nft's start-up nor its exit counted. The
+// daemon's own time for the apply (took= in its log) is reported beside
+// it. The daemon repairs at once only 30 times within 10 s and then backs
+// off, so the flushes are paced (untimed) to at most 28 within 10.3 s; the
+// benchmark fails if the daemon backed off all the same.
+func BenchmarkDaemonRepair(b *testing.B) {
+	h := NewHost(b, "repair")
+	d := daemonStart(b, h)
+	d.waitReady(b)
+
+	type announced struct {
+		c  nft.Commit
+		at time.Time
+	}
+	commits := make(chan announced, 4096)
+	ctx, cancel := context.WithCancel(context.Background())
+	watchDone := make(chan error, 1)
+	listening := make(chan struct{})
+	go func() {
+		watchDone <- nft.WatchCommits(ctx, nft.DefaultTable, func(c nft.Commit) {
+			if c.Start {
+				close(listening)
+				return
+			}
+			commits <- announced{c, time.Now()}
+		}, nft.WithNetNS(h.Path))
+	}()
+	b.Cleanup(func() {
+		cancel()
+		if err := <-watchDone; err != nil {
+			b.Error(err)
+		}
+	})
+	select {
+	case <-listening:
+	case err := <-watchDone:
+		b.Fatalf("watch: %v", err)
+	}
+	// The kernel names the committing thread, not the process: a commit
+	// is the daemon's if its pid is one of the daemon's threads.
+	byDaemon := func(c nft.Commit) bool {
+		_, err := os.Stat(fmt.Sprintf("/proc/%d/task/%d", d.pid, c.PID))
+		return c.Process == "ftpnft" && err == nil
+	}
+
+	const (
+		window   = 10300 * time.Millisecond
+		perBurst = 28
+	)
+	var recent []time.Time // repairs within the last window
+	var ms []float64
+	var extra, gaps int
+	for b.Loop() {
+		b.StopTimer()
+		now := time.Now()
+		recent = slices.DeleteFunc(recent, func(t time.Time) bool { return now.Sub(t) > window })
+		if len(recent) >= perBurst {
+			time.Sleep(time.Until(recent[0].Add(window)))
+		}
+		for drained := false; !drained; {
+			select {
+			case <-commits:
+				extra++ // anything after the last repair
+			default:
+				drained = true
+			}
+		}
+		b.StartTimer()
+
+		runIn(b, h, "nft", "flush", "ruleset")
+		var flush announced
+		timeout := time.After(5 * time.Second)
+		for repaired := false; !repaired; {
+			select {
+			case a := <-commits:
+				switch {
+				case flush.at.IsZero() && a.c.Process == "nft" && a.c.Touched:
+					flush = a
+				case !flush.at.IsZero() && byDaemon(a.c):
+					ms = append(ms, float64(a.at.Sub(flush.at).Microseconds())/1000)
+					if a.c.Gen != flush.c.Gen+1 {
+						gaps++
+					}
+					recent = append(recent, a.at)
+					repaired = true
+				default:
+					extra++
+				}
+			case <-timeout:
+				b.Fatalf("no repair within 5 s of the flush (flush seen: %t; daemon exited: %t, %v)\n%s",
+					!flush.at.IsZero(), d.exited(), d.err, d.logText())
+			}
+		}
+	}
+	b.StopTimer()
+	if n := d.count("backing off"); n > 0 {
+		b.Fatalf("the daemon backed off %d times: the pacing did not keep it in its burst\n%s", n, d.logText())
+	}
+	log, _ := d.snapshot()
+	var took []float64
+	for _, l := range daemonMatching(log, `msg="table applied"`, "reason=drift") {
+		dur, err := time.ParseDuration(daemonAttr(l.text, "took"))
+		if err != nil {
+			b.Fatalf("took of %s: %v", l.text, err)
+		}
+		took = append(took, float64(dur.Microseconds())/1000)
+	}
+	if len(took) != len(ms) {
+		b.Fatalf("%d repairs logged for %d flushes", len(took), len(ms))
+	}
+	b.ReportMetric(median(ms), "ms-median")
+	b.ReportMetric(daemonPercentile(ms, 99), "ms-p99")
+	b.ReportMetric(slices.Max(ms), "ms-max")
+	b.ReportMetric(median(took), "ms-apply-median")
+	b.ReportMetric(daemonPercentile(took, 99), "ms-apply-p99")
+	b.ReportMetric(float64(extra), "other-commits")
+	b.ReportMetric(float64(gaps), "commits-between")
+}
+
+// daemonPercentile returns the p-th percentile of xs (nearest rank: the
+// smallest value at least p% of xs are at most).
+func daemonPercentile(xs []float64, p int) float64 {
+	xs = slices.Clone(xs)
+	slices.Sort(xs)
+	i := (p*len(xs)+99)/100 - 1
+	return xs[max(i, 0)]
+}
+
+// BenchmarkBans: what a ban costs, each command timed as a whole process
+// started inside the namespace (runIn), against ftpnft's default table.
+// The addresses are distinct /32s, every other address from a base, so
+// that no two bans merge. Sub-benchmarks (run them apart, each with its own
+// -benchtime; see docs/BENCHMARKS.md):
+//
+//   - single: one `ftpnft ban ADDR` per iteration, the bans adding up from
+//     none; the median, the medians of the first and the last tenth, and
+//     the median times 100,000 (100,000 bans one command each).
+//   - bulk-100000: one `ftpnft ban` with 100,000 addresses per iteration,
+//     from no bans (the table is installed again, untimed, in between).
+//   - single-beside-100000: one `ftpnft ban ADDR` per iteration beside
+//     100,000 bans (made untimed with one command first).
+//   - single-beside-blocklist-1000000: the same beside a blocklist of
+//     1,000,000 networks (install --block-file, untimed) and no other
+//     ban. A ban reads only the ban sets, so the blocklist should not
+//     count.
+func BenchmarkBans(b *testing.B) {
+	h := NewHost(b, "bans")
+	reinstall := func(args ...string) {
+		runIn(b, h, ftpnftBin, "uninstall")
+		runIn(b, h, append([]string{ftpnftBin, "install"}, args...)...)
+	}
+	addr := func(base, i int) string {
+		a := base + 2*i
+		return fmt.Sprintf("%d.%d.%d.%d", a>>24, a>>16&255, a>>8&255, a&255)
+	}
+	countBans := func(want int) {
+		bans, err := nft.ReadBans(context.Background(), nft.DefaultTable, nft.WithNetNS(h.Path))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(bans) != want {
+			b.Fatalf("%d bans, want %d", len(bans), want)
+		}
+	}
+	// single bans one address per iteration, from base, beside before
+	// bans, and reports the times; it returns the median.
+	single := func(b *testing.B, base, before int) float64 {
+		var ms []float64
+		i := 0
+		for b.Loop() {
+			ms = append(ms, float64(runIn(b, h, ftpnftBin, "ban", addr(base, i)).Microseconds())/1000)
+			i++
+		}
+		b.StopTimer()
+		countBans(before + i)
+		b.ReportMetric(median(ms), "ms-median")
+		if tenth := len(ms) / 10; tenth > 0 {
+			b.ReportMetric(median(ms[:tenth]), "ms-first-tenth")
+			b.ReportMetric(median(ms[len(ms)-tenth:]), "ms-last-tenth")
+		}
+		b.ReportMetric(float64(maxRSSIn(b, h, ftpnftBin, "ban", addr(base, i))), "KiB-maxrss")
+		return median(ms)
+	}
+
+	const bulk = 100_000
+	// 100,000 addresses on one command line are about 2 MB of strings and
+	// pointers, ARG_MAX at the usual 8 MiB stack limit (ARG_MAX is a
+	// quarter of it, at most 6 MiB): raise this process's soft limit, which
+	// its children inherit, for the benchmark.
+	var stack syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_STACK, &stack); err != nil {
+		b.Fatal(err)
+	}
+	if stack.Cur < 32<<20 && stack.Max >= 32<<20 { // RLIM_INFINITY is the largest uint64
+		raised := stack
+		raised.Cur = 32 << 20
+		if err := syscall.Setrlimit(syscall.RLIMIT_STACK, &raised); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { syscall.Setrlimit(syscall.RLIMIT_STACK, &stack) })
+	}
+	many := []string{ftpnftBin, "ban"}
+	for i := range bulk {
+		many = append(many, addr(10<<24, i))
+	}
+
+	b.Run("single", func(b *testing.B) {
+		reinstall()
+		m := single(b, 10<<24, 0)
+		b.ReportMetric(m*bulk/1000, "s-for-100000")
+	})
+	b.Run(fmt.Sprintf("bulk-%d", bulk), func(b *testing.B) {
+		var ms []float64
+		for b.Loop() {
+			b.StopTimer()
+			reinstall()
+			b.StartTimer()
+			ms = append(ms, float64(runIn(b, h, many...).Microseconds())/1000)
+		}
+		b.StopTimer()
+		countBans(bulk)
+		b.ReportMetric(median(ms), "ms-median")
+		reinstall()
+		b.ReportMetric(float64(maxRSSIn(b, h, many...)), "KiB-maxrss")
+	})
+	b.Run(fmt.Sprintf("single-beside-%d", bulk), func(b *testing.B) {
+		reinstall()
+		runIn(b, h, many...)
+		single(b, 11<<24, bulk)
+	})
+	b.Run("single-beside-blocklist-1000000", func(b *testing.B) {
+		var list strings.Builder
+		for i := range 1_000_000 {
+			list.WriteString(addr(20<<24, i) + "\n")
+		}
+		file := filepath.Join(b.TempDir(), "block.txt")
+		if err := os.WriteFile(file, []byte(list.String()), 0o644); err != nil {
+			b.Fatal(err)
+		}
+		reinstall("--block-file", file)
+		single(b, 11<<24, 0)
+	})
+}
+
+// BenchmarkScrape: one GET of /metrics from `ftpnft daemon
+// --metrics-listen`, timed from the connect to the last byte (timedScrape:
+// from this process, inside the namespace), with no expectation, with
+// 4,000 held open (a pasvServer, as BenchmarkList), and with those and a
+// 1,000,000-network --source-file allowlist installed. A scrape reads the
+// rule counters, the expectations, conntrack's counts and the bans from
+// the kernel, but the configured sets' sizes from the configuration: the
+// million networks must cost it nothing. It reports the median, the 99th
+// percentile and the worst scrape, the daemon's CPU per scrape and its
+// resident memory.
+func BenchmarkScrape(b *testing.B) {
+	srv, cli := loadPair(b)
+	var list strings.Builder
+	list.WriteString(cli.V4.String() + "\n")
+	for i := range 1_000_000 {
+		a := 10<<24 + 2*i // every other address: no two merge into a range
+		fmt.Fprintf(&list, "%d.%d.%d.%d\n", a>>24, a>>16&255, a>>8&255, a&255)
+	}
+	million := filepath.Join(b.TempDir(), "million.txt")
+	if err := os.WriteFile(million, []byte(list.String()), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", metricsPort)
+
+	for _, c := range []struct {
+		expectations int
+		sources      int
+		args         []string
+	}{
+		{0, 0, nil},
+		{4000, 0, nil},
+		{4000, 1_000_001, []string{"--source-file", million}},
+	} {
+		if c.expectations > 0 && len(heldExpectations(b, srv)) == 0 {
+			pasv(b, dialControl(b, cli, netip.AddrPortFrom(srv.V4, 21), c.expectations))
+			waitExpectations(b, srv, c.expectations)
+		}
+		b.Run(fmt.Sprintf("expectations=%d/sources=%d", c.expectations, c.sources), func(b *testing.B) {
+			start := time.Now()
+			d := startMetricsDaemon(b, srv, append([]string{"--metrics-listen", listen}, c.args...)...)
+			d.waitHealthz(b, 200, 2*time.Minute)
+			b.Logf("daemon serving /healthz 200 after %v", time.Since(start).Round(time.Millisecond))
+			_, body := d.timedScrape(b)
+			samples := parseMetrics(b, string(body))
+			if n := mustMetric(b, samples, "ftpnft_expectations", "helper", "ftp"); n != float64(c.expectations) {
+				b.Fatalf("ftpnft_expectations{helper=ftp} = %v, want %d", n, c.expectations)
+			}
+			if c.sources > 0 {
+				if n := mustMetric(b, samples, "ftpnft_set_elements", "set", "ftp-sources4"); n != float64(c.sources) {
+					b.Fatalf("ftpnft_set_elements{set=ftp-sources4} = %v, want %d", n, c.sources)
+				}
+			}
+			var ms []float64
+			cpu := d.cpuTime(b)
+			for b.Loop() {
+				took, _ := d.timedScrape(b)
+				ms = append(ms, float64(took.Microseconds())/1000)
+			}
+			cpu = d.cpuTime(b) - cpu
+			slices.Sort(ms)
+			b.ReportMetric(median(ms), "ms-median")
+			b.ReportMetric(ms[max((99*len(ms)+99)/100-1, 0)], "ms-p99")
+			b.ReportMetric(ms[len(ms)-1], "ms-max")
+			b.ReportMetric(float64(cpu.Microseconds())/1000/float64(len(ms)), "ms-cpu/scrape")
+			b.ReportMetric(float64(len(body)), "bytes")
+			b.ReportMetric(float64(d.rss(b)), "KiB-rss")
+			for _, line := range strings.Split(d.p.readOutput(), "\n") {
+				if strings.Contains(line, "table applied") {
+					b.Log(line) // the apply of the allowlist: how long it took
+				}
+			}
+		})
+	}
+}
+
+// heldExpectations returns the expectations srv holds now.
+func heldExpectations(b *testing.B, srv *Host) []conntrack.Expectation {
+	xs, err := conntrack.List(context.Background(), conntrack.WithNetNS(srv.Path))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return xs
+}

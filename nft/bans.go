@@ -85,8 +85,16 @@ func AddBans(ctx context.Context, table string, nets []netip.Prefix, d time.Dura
 	}
 	defer release()
 	return c.bansTransaction("ban", table, func(b *banBatch) bool {
-		for _, p := range nets {
-			b.ban(p, d)
+		for _, v6 := range families {
+			var ranges []AddrRange
+			for _, p := range nets {
+				if p.Addr().Is6() == v6 {
+					ranges = append(ranges, AddrRange{p.Masked().Addr(), lastAddr(p)})
+				}
+			}
+			if len(ranges) > 0 {
+				b.ban(v6, ranges, d)
+			}
 		}
 		return true
 	})
@@ -119,25 +127,54 @@ type banBatch struct {
 	del, add map[bool][]element
 }
 
-// ban replaces the bans that overlap p by one of their union with p, for
-// the longest of their times (0, without end, is the longest).
-func (b *banBatch) ban(p netip.Prefix, d time.Duration) {
-	v6 := p.Addr().Is6()
-	r := AddrRange{p.Masked().Addr(), lastAddr(p)}
-	keep := b.got[v6][:0]
-	for _, x := range b.got[v6] {
-		if x.Net.To.Less(r.From) || r.To.Less(x.Net.From) {
-			keep = append(keep, x)
-			continue
-		}
-		b.del[v6] = append(b.del[v6], banElements(x.Net, 0)...)
-		r = AddrRange{minAddr(r.From, x.Net.From), maxAddr(r.To, x.Net.To)}
-		if d != 0 && (x.Left == 0 || x.Left > d) {
-			d = x.Left
-		}
+// ban bans ranges of one family (v6) for d. With the bans there are, in
+// address order, each run of overlapping ranges that holds a new one
+// becomes one ban of their union, for the longest of their times (0,
+// without end, is the longest): banning what is banned extends it. One
+// pass, however many ranges a command bans.
+func (b *banBatch) ban(v6 bool, ranges []AddrRange, d time.Duration) {
+	type item struct {
+		r    AddrRange
+		left time.Duration
+		old  bool
 	}
-	b.got[v6] = append(keep, Ban{Net: r, Left: d})
-	b.add[v6] = append(b.add[v6], banElements(r, d)...)
+	items := make([]item, 0, len(b.got[v6])+len(ranges))
+	for _, x := range b.got[v6] {
+		items = append(items, item{x.Net, x.Left, true})
+	}
+	for _, r := range ranges {
+		items = append(items, item{r, d, false})
+	}
+	slices.SortFunc(items, func(a, c item) int { return a.r.From.Compare(c.r.From) })
+	var keep []Ban
+	for i := 0; i < len(items); {
+		u, left, fresh := items[i].r, items[i].left, !items[i].old
+		j := i + 1
+		for ; j < len(items) && !u.To.Less(items[j].r.From); j++ {
+			u.To = maxAddr(u.To, items[j].r.To)
+			left = longer(left, items[j].left)
+			fresh = fresh || !items[j].old
+		}
+		if fresh {
+			for _, it := range items[i:j] {
+				if it.old {
+					b.del[v6] = append(b.del[v6], banElements(it.r, 0)...)
+				}
+			}
+			b.add[v6] = append(b.add[v6], banElements(u, left)...)
+		}
+		keep = append(keep, Ban{Net: u, Left: left})
+		i = j
+	}
+	b.got[v6] = keep
+}
+
+// longer is the longer of two ban times, where 0 is without end.
+func longer(a, b time.Duration) time.Duration {
+	if a == 0 || b == 0 {
+		return 0
+	}
+	return max(a, b)
 }
 
 // unban takes p out of the bans that overlap it and reports how many did.
@@ -173,13 +210,6 @@ func banElements(r AddrRange, d time.Duration) []element {
 	els := rangeElements([]AddrRange{r})
 	els[0].Timeout = d
 	return els
-}
-
-func minAddr(a, b netip.Addr) netip.Addr {
-	if a.Less(b) {
-		return a
-	}
-	return b
 }
 
 func maxAddr(a, b netip.Addr) netip.Addr {

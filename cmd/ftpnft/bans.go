@@ -86,15 +86,20 @@ func parseBanFlags(cmd string, args []string) (*banOptions, error) {
 	return o, nil
 }
 
-// netsText lists networks as people write them: an address alone without
-// its /32 or /128.
+// netsText lists networks as people write them (an address alone without
+// its /32 or /128), the first eight of them.
 func netsText(nets []netip.Prefix) string {
-	s := make([]string, len(nets))
-	for i, p := range nets {
-		s[i] = p.String()
+	const shown = 8
+	var s []string
+	for _, p := range nets[:min(shown, len(nets))] {
 		if p.IsSingleIP() {
-			s[i] = p.Addr().String()
+			s = append(s, p.Addr().String())
+		} else {
+			s = append(s, p.String())
 		}
+	}
+	if len(nets) > shown {
+		s = append(s, fmt.Sprintf("… %d more", len(nets)-shown))
 	}
 	return strings.Join(s, ", ")
 }

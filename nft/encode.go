@@ -25,6 +25,8 @@ type batch struct {
 	// applied tells, when the kernel's answers to the batch were lost,
 	// whether the kernel holds what the batch asked for.
 	applied func(c *conn) (bool, error)
+	// sets counts the sets added, which number them in the batch.
+	sets uint32
 }
 
 func newBatch() (*batch, error) {
@@ -129,6 +131,12 @@ func addSet(b *batch, table *nftables.Table, s Set) error {
 	if s.V6 {
 		set.KeyType = nftables.TypeIP6Addr
 	}
+	// Numbered here: google/nftables v0.3.0 numbers sets from a package
+	// counter that it does not guard, which two Apply calls at once race
+	// on. Rules refer to sets by name; the number only has to be unique
+	// in the batch.
+	b.sets++
+	set.ID = b.sets
 	if err := b.AddSet(set, nil); err != nil {
 		return err
 	}

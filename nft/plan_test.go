@@ -410,3 +410,23 @@ func TestRepairLostStamp(t *testing.T) {
 		t.Fatalf("status after the repair = %+v, %v", st, err)
 	}
 }
+
+// Two Apply calls at once, each to its own kernel, share no state: under
+// the race detector this failed while google/nftables numbered the sets
+// (a package counter it does not guard).
+func TestApplyConcurrently(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Sources = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
+	done := make(chan error)
+	for range 4 {
+		go func() {
+			_, err := Apply(context.Background(), mustBuild(t, cfg), WithKernel(&fakekernel.Kernel{}))
+			done <- err
+		}()
+	}
+	for range 4 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -851,5 +852,61 @@ func TestDaemonIdle(t *testing.T) {
 	}
 	if d.exited() {
 		t.Fatalf("the daemon exited: %v", d.err)
+	}
+}
+
+// TestDaemonPutsBansBack: `nft flush ruleset` deletes ftpnft's table with
+// its bans; the daemon makes the table anew and puts the bans back, each
+// with the time it had left, and the banned client stays refused. Negative
+// control: without the daemon, the same flush and an install leave no ban.
+func TestDaemonPutsBansBack(t *testing.T) {
+	RequireRoot(t)
+	srv, cli := NewPair(t)
+	StartVsftpd(t, srv, 21, testFiles(t))
+	d := daemonStart(t, srv)
+	d.waitReady(t)
+	mustFtpnft(t, "ban", "--netns", srv.Path, "--for", "1h", cli.V4.String())
+	mustFtpnft(t, "ban", "--netns", srv.Path, cli.V6.String())
+	want := func() bool {
+		out := mustFtpnft(t, "bans", "--netns", srv.Path, "--json")
+		var bans []struct {
+			Net         string `json:"net"`
+			SecondsLeft int    `json:"seconds_left"`
+		}
+		if err := json.Unmarshal([]byte(out), &bans); err != nil {
+			t.Fatalf("bans --json: %v\n%s", err, out)
+		}
+		v4, v6 := false, false
+		for _, b := range bans {
+			v4 = v4 || b.Net == cli.V4.String() && b.SecondsLeft > 3500 && b.SecondsLeft <= 3600
+			v6 = v6 || b.Net == cli.V6.String() && b.SecondsLeft == 0
+		}
+		return v4 && v6
+	}
+	if !want() {
+		t.Fatal("the bans are not listed before the flush")
+	}
+	srv.MustExec(t, "nft", "flush", "ruleset")
+	deadline := time.Now().Add(time.Second)
+	for !want() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the bans were not put back within a second; daemon log:\n%s", d.logText())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.waitLog(t, 1, 5*time.Second, `msg="bans put back"`, "bans=2")
+	if err := controlFrom(t, cli, cli.V4.String(), srv.V4); err == nil {
+		t.Fatal("the banned client connected after the flush")
+	}
+
+	// Without the daemon the bans are gone with the table.
+	d.signal(t, syscall.SIGTERM)
+	if err := d.waitExit(t, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	srv.MustExec(t, "nft", "flush", "ruleset")
+	mustFtpnft(t, "install", "--netns", srv.Path)
+	if out := mustFtpnft(t, "bans", "--netns", srv.Path, "--json"); strings.TrimSpace(out) != "[]" {
+		t.Fatalf("bans after a flush without the daemon: %s", out)
 	}
 }

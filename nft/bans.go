@@ -326,3 +326,21 @@ func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) erro
 	}
 	return c.commit(op, table, nb)
 }
+
+// RestoreBans adds bans read earlier (ReadBans) back to the table, each for
+// the time it has left (0: without end), merged with the bans there are as
+// AddBans merges them: what a daemon does after another program deleted
+// the table with its bans (nft flush ruleset).
+func RestoreBans(ctx context.Context, table string, bans []Ban, opts ...Option) error {
+	c, release, err := connect(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return c.bansTransaction("restore bans", table, func(b *banBatch) bool {
+		for _, x := range bans {
+			b.ban(x.Net.From.Is6(), []AddrRange{x.Net}, x.Left)
+		}
+		return len(bans) > 0
+	})
+}

@@ -121,6 +121,12 @@ type daemonState struct {
 	pending []nft.Commit
 	wake    chan struct{} // signalled when pending gets a commit
 
+	// bans are the table's bans as last read, and when: another program
+	// that deletes the table (nft flush ruleset) deletes them with it,
+	// and the daemon puts them back.
+	bans   []nft.Ban
+	bansAt time.Time
+
 	ready     bool        // the first apply succeeded
 	applied   int         // batches sent
 	fixes     []time.Time // repairs of other writers' changes within fightWindow
@@ -200,6 +206,7 @@ func (d *daemonState) apply(ctx context.Context, reason string) bool {
 	if res.StateErr != nil {
 		d.log.Warn("could not record the address sets", "err", res.StateErr)
 	}
+	d.keepBans(ctx, res.Plan.Create && d.ready)
 	if res.Changed {
 		d.applied++
 		now := time.Now()
@@ -225,6 +232,35 @@ func (d *daemonState) apply(ctx context.Context, reason string) bool {
 	}
 	d.notify.send(d.status())
 	return true
+}
+
+// keepBans reads the table's bans, after putting back those it held before
+// when the table was made anew (it had been deleted with them).
+func (d *daemonState) keepBans(ctx context.Context, recreated bool) {
+	table, opts := d.o.cfg.Table, d.o.nftOptions()
+	if recreated && len(d.bans) > 0 {
+		elapsed := time.Since(d.bansAt)
+		var left []nft.Ban
+		for _, b := range d.bans {
+			switch {
+			case b.Left == 0:
+				left = append(left, b)
+			case b.Left > elapsed+time.Second:
+				left = append(left, nft.Ban{Net: b.Net, Left: b.Left - elapsed})
+			}
+		}
+		if err := nft.RestoreBans(ctx, table, left, opts...); err != nil {
+			d.log.Error("could not put the bans back", "bans", len(left), "err", err)
+		} else if len(left) > 0 {
+			d.log.Info("bans put back", "bans", len(left))
+		}
+	}
+	bans, err := nft.ReadBans(ctx, table, opts...)
+	if err != nil {
+		d.log.Warn("could not read the bans", "err", err)
+		return
+	}
+	d.bans, d.bansAt = bans, time.Now()
 }
 
 // backOff doubles the wait before the next apply.

@@ -150,18 +150,35 @@ var errChanged = errors.New("ruleset changed")
 // ftpnft did not create is never planned for. The candidates are rulesets
 // whose address sets the kernel may hold (read).
 func (c *conn) transact(op, table string, candidates []candidate, plan func(cur *installed, b *batch) (send bool, err error)) error {
-	for attempt := 1; ; attempt++ {
+	return c.retry(op, table, func() error { return c.attempt(op, table, candidates, plan) })
+}
+
+// retry runs attempt again while it returns errChanged (another writer
+// committed between its read and its batch), at most maxAttempts times.
+func (c *conn) retry(op, table string, attempt func() error) error {
+	for n := 1; ; n++ {
 		if err := c.ctx.Err(); err != nil {
 			return &Error{Op: op, Table: table, Err: err}
 		}
-		err := c.attempt(op, table, candidates, plan)
+		err := attempt()
 		if !errors.Is(err, errChanged) {
 			return err
 		}
-		if attempt == maxAttempts {
+		if n == maxAttempts {
 			return &Error{Op: op, Table: table, Err: ErrConcurrent}
 		}
 	}
+}
+
+// unchanged returns errChanged when the ruleset's generation is no longer
+// gen: a decision taken on what was read at gen is not to be trusted.
+func (c *conn) unchanged(gen uint32) error {
+	if now, err := c.generation(); err != nil {
+		return err
+	} else if now != gen {
+		return errChanged
+	}
+	return nil
 }
 
 // attempt is one round of transact. A decision taken without a batch (the
@@ -173,20 +190,12 @@ func (c *conn) attempt(op, table string, candidates []candidate, plan func(cur *
 	if err != nil {
 		return err
 	}
-	unchanged := func() error {
-		if now, err := c.generation(); err != nil {
-			return err
-		} else if now != gen {
-			return errChanged
-		}
-		return nil
-	}
 	cur, err := read(c, table, false, gen, candidates...)
 	if err != nil {
-		return cmp.Or(unchanged(), err)
+		return cmp.Or(c.unchanged(gen), err)
 	}
 	if cur != nil && !cur.Owned {
-		return cmp.Or(unchanged(), error(&Error{Op: op, Table: table, Err: ErrNotOwned}))
+		return cmp.Or(c.unchanged(gen), error(&Error{Op: op, Table: table, Err: ErrNotOwned}))
 	}
 	b, err := newBatch()
 	if err != nil {
@@ -198,7 +207,7 @@ func (c *conn) attempt(op, table string, candidates []candidate, plan func(cur *
 		return &Error{Op: op, Table: table, Err: err}
 	}
 	if !send {
-		return unchanged()
+		return c.unchanged(gen)
 	}
 	return c.commit(op, table, b)
 }

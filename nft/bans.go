@@ -247,18 +247,7 @@ func bansOf(els []element) []Ban {
 // blocklist. When the table's stamp held, the batch writes it again at
 // the new generation: bans are not part of the ruleset it digests.
 func (c *conn) bansTransaction(op, table string, change func(b *banBatch) (send bool)) error {
-	for attempt := 1; ; attempt++ {
-		if err := c.ctx.Err(); err != nil {
-			return &Error{Op: op, Table: table, Err: err}
-		}
-		err := c.bansAttempt(op, table, change)
-		if !errors.Is(err, errChanged) {
-			return err
-		}
-		if attempt == maxAttempts {
-			return &Error{Op: op, Table: table, Err: ErrConcurrent}
-		}
-	}
+	return c.retry(op, table, func() error { return c.bansAttempt(op, table, change) })
 }
 
 func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) error {
@@ -266,22 +255,14 @@ func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) erro
 	if err != nil {
 		return err
 	}
-	udata, found, err := c.table(table)
+	st, found, err := c.stampOf(table)
 	if err != nil {
 		return err
 	}
 	if !found {
 		return &Error{Op: op, Table: table, Err: ErrNotInstalled}
 	}
-	rule, handle, err := c.stampRuleOf(table)
-	if err != nil {
-		return err
-	}
-	if rule != nil {
-		udata = rule
-	}
-	stampGen, fp, owned := parseStamp(udata)
-	if !owned {
+	if !st.ok {
 		return &Error{Op: op, Table: table, Err: ErrNotOwned}
 	}
 	b := &banBatch{got: map[bool][]Ban{}, del: map[bool][]element{}, add: map[bool][]element{}}
@@ -293,12 +274,7 @@ func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) erro
 		b.got[v6] = bansOf(els)
 	}
 	if !change(b) {
-		if now, err := c.generation(); err != nil {
-			return err
-		} else if now != gen {
-			return errChanged
-		}
-		return nil
+		return c.unchanged(gen)
 	}
 	nb, err := newBatch()
 	if err != nil {
@@ -314,14 +290,14 @@ func (c *conn) bansAttempt(op, table string, change func(b *banBatch) bool) erro
 			return &Error{Op: op, Table: table, Err: err}
 		}
 	}
-	if rule != nil && stampGen == gen {
-		st := stampRuleData(stamp(fp, nextGeneration(gen)))
+	if st.handle != 0 && st.gen == gen {
+		next := stampRuleData(stamp(st.fp, nextGeneration(gen)))
 		tbl := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}
 		nb.ReplaceRule(&nftables.Rule{Table: tbl, Chain: &nftables.Chain{Name: stampChain, Table: tbl},
-			Handle: handle, Exprs: []expr.Any{}, UserData: st})
+			Handle: st.handle, Exprs: []expr.Any{}, UserData: next})
 		nb.applied = func(c *conn) (bool, error) {
 			udata, _, err := c.stampRuleOf(table)
-			return bytes.Equal(udata, st), err
+			return bytes.Equal(udata, next), err
 		}
 	}
 	return c.commit(op, table, nb)

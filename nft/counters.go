@@ -21,16 +21,11 @@ func ReadCounters(ctx context.Context, table string, opts ...Option) ([]Counter,
 		return nil, err
 	}
 	defer release()
-	udata, found, err := c.table(table)
+	st, found, err := c.stampOf(table)
 	if err != nil || !found {
 		return nil, err
 	}
-	if rule, _, err := c.stampRuleOf(table); err != nil {
-		return nil, err
-	} else if rule != nil {
-		udata = rule
-	}
-	if _, _, owned := parseStamp(udata); !owned {
+	if !st.ok {
 		return nil, &Error{Op: "read counters", Table: table, Err: ErrNotOwned}
 	}
 	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: table}

@@ -287,17 +287,37 @@ func (c *conn) stamped(table string, fp fingerprint) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	st, found, err := c.stampOf(table)
+	return found && st.ok && st.gen == gen && st.fp == fp, err
+}
+
+// tableStamp is the stamp a table carries: in its stamp rule (handle not
+// 0), or, for a table from before the stamp chain, in its own user data.
+// ok is false when it has none: the table is not ftpnft's, or (with rules
+// that all carry ftpnft's comment) loaded from the text of Render.
+type tableStamp struct {
+	gen    uint32
+	fp     fingerprint
+	ok     bool
+	handle uint64
+}
+
+// stampOf reads table's stamp with two small dumps, and whether the table
+// exists.
+func (c *conn) stampOf(table string) (st tableStamp, found bool, err error) {
 	udata, found, err := c.table(table)
 	if err != nil || !found {
-		return false, err
+		return st, found, err
 	}
-	if r, _, err := c.stampRuleOf(table); err != nil {
-		return false, err
-	} else if r != nil {
-		udata = r
+	rule, handle, err := c.stampRuleOf(table)
+	if err != nil {
+		return st, true, err
 	}
-	stampGen, stampFP, ok := parseStamp(udata)
-	return ok && stampGen == gen && stampFP == fp, nil
+	if rule != nil {
+		udata, st.handle = rule, handle
+	}
+	st.gen, st.fp, st.ok = parseStamp(udata)
+	return st, true, nil
 }
 
 // stampRuleOf returns the user data and the handle of the stamp rule in

@@ -2,7 +2,6 @@ package nft
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -222,21 +221,8 @@ func maxAddr(a, b netip.Addr) netip.Addr {
 // bansOf decodes the elements of a ban set: each range with the time its
 // start element has left.
 func bansOf(els []element) []Ban {
-	els = slices.Clone(els)
-	slices.SortFunc(els, func(a, b element) int {
-		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(b.IntervalEnd), boolInt(a.IntervalEnd)))
-	})
 	var out []Ban
-	for i, e := range els {
-		if e.IntervalEnd {
-			continue
-		}
-		to := lastAddr(netip.PrefixFrom(e.Key, 0))
-		if i+1 < len(els) && els[i+1].IntervalEnd {
-			to = els[i+1].Key.Prev()
-		}
-		out = append(out, Ban{Net: AddrRange{e.Key, to}, Left: e.Expires})
-	}
+	eachRange(els, func(start element, r AddrRange) { out = append(out, Ban{Net: r, Left: start.Expires}) })
 	return out
 }
 

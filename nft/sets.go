@@ -226,13 +226,20 @@ func rangeChanges(got, want []AddrRange) (del, add []AddrRange) {
 // rangesOf decodes interval set elements read back from the kernel, in any
 // order.
 func rangesOf(els []element) []AddrRange {
+	out := make([]AddrRange, 0, len(els)/2+1)
+	eachRange(els, func(_ element, r AddrRange) { out = append(out, r) })
+	return out
+}
+
+// eachRange pairs interval set elements, in any order, and calls f with
+// each range and the element that starts it.
+func eachRange(els []element, f func(start element, r AddrRange)) {
 	els = slices.Clone(els)
 	slices.SortFunc(els, func(a, b element) int {
 		// At one address the end of a range comes before the start of
 		// the next: adjacent ranges (added by hand) decode as two.
 		return cmp.Or(a.Key.Compare(b.Key), cmp.Compare(boolInt(b.IntervalEnd), boolInt(a.IntervalEnd)))
 	})
-	out := make([]AddrRange, 0, len(els)/2+1)
 	for i, e := range els {
 		if e.IntervalEnd {
 			continue
@@ -241,9 +248,8 @@ func rangesOf(els []element) []AddrRange {
 		if i+1 < len(els) && els[i+1].IntervalEnd {
 			to = els[i+1].Key.Prev()
 		}
-		out = append(out, AddrRange{e.Key, to})
+		f(e, AddrRange{e.Key, to})
 	}
-	return out
 }
 
 func boolInt(b bool) int {

@@ -50,9 +50,7 @@ func daemon(ctx context.Context, args []string, o *cliOptions, stderr io.Writer)
 		d.scrape = newScraper(ctx, o, func(what string, err error) { log.Warn("metrics: cannot read "+what, "err", err) })
 		d.metrics = newMetrics(d.scrape)
 		healthy := func(ctx context.Context) (bool, error) {
-			d.scrape.mu.Lock()
-			o := d.scrape.o
-			d.scrape.mu.Unlock()
+			o := d.scrape.options()
 			return nft.Holds(ctx, o.ruleset, o.nftOptions()...)
 		}
 		if err := serveMetrics(ctx, o.metrics, d.metrics, healthy, log); err != nil {
@@ -144,10 +142,7 @@ func (d *daemonState) commit(c nft.Commit) {
 	d.mu.Lock()
 	d.pending = append(d.pending, c)
 	d.mu.Unlock()
-	select {
-	case d.wake <- struct{}{}:
-	default:
-	}
+	d.retryLater()
 }
 
 // own reports whether pid, which the kernel reports as the committing
@@ -269,8 +264,8 @@ func (d *daemonState) backOff(now time.Time) {
 	d.notBefore = now.Add(d.delay)
 }
 
-// retryLater makes the loop apply again after the back-off, even if no
-// announcement comes.
+// retryLater makes the loop apply again (after the back-off, if one is
+// running), even if no announcement comes.
 func (d *daemonState) retryLater() {
 	select {
 	case d.wake <- struct{}{}:

@@ -120,6 +120,13 @@ func (s *scraper) setOptions(o *cliOptions) {
 	s.mu.Unlock()
 }
 
+// options is the configuration in force.
+func (s *scraper) options() *cliOptions {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.o
+}
+
 // Describe sends the descriptions of what Collect reads.
 func (s *scraper) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.counterP, s.counterB, s.exps, s.expMax, s.ctNow, s.ctMax, s.bans, s.elements} {
@@ -130,9 +137,7 @@ func (s *scraper) Describe(ch chan<- *prometheus.Desc) {
 // Collect reads the kernel. What cannot be read is left out of the scrape
 // and logged.
 func (s *scraper) Collect(ch chan<- prometheus.Metric) {
-	s.mu.Lock()
-	o := s.o
-	s.mu.Unlock()
+	o := s.options()
 	ctx, cancel := context.WithTimeout(s.ctx, 10*time.Second)
 	defer cancel()
 	if cs, err := nft.ReadCounters(ctx, o.cfg.Table, o.nftOptions()...); err != nil {

@@ -156,11 +156,15 @@ type dport struct {
 	port  uint16
 }
 
-func (s dport) text() string { return fmt.Sprintf("%s dport %d", s.proto, s.port) }
-func (s dport) exprs() []expr.Any {
-	return append(l4proto{s.proto}.exprs(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.port)},
+func (s dport) text() string      { return fmt.Sprintf("%s dport %d", s.proto, s.port) }
+func (s dport) exprs() []expr.Any { return portExprs(s.proto, 2, s.port) }
+
+// portExprs match a TCP or UDP port at offset in the transport header:
+// 0 the source port, 2 the destination port.
+func portExprs(proto string, offset uint32, port uint16) []expr.Any {
+	return append(l4proto{proto}.exprs(),
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 2},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, port)},
 	)
 }
 func (dport) recognise(e []expr.Any) (stmt, bool) {
@@ -701,13 +705,8 @@ type sport struct {
 	port  uint16
 }
 
-func (s sport) text() string { return fmt.Sprintf("%s sport %d", s.proto, s.port) }
-func (s sport) exprs() []expr.Any {
-	return append(l4proto{s.proto}.exprs(),
-		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 2},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, s.port)},
-	)
-}
+func (s sport) text() string      { return fmt.Sprintf("%s sport %d", s.proto, s.port) }
+func (s sport) exprs() []expr.Any { return portExprs(s.proto, 0, s.port) }
 func (sport) recognise(e []expr.Any) (stmt, bool) {
 	p, ok := l4proto{}.recognise(e)
 	if !ok {
